@@ -1,0 +1,134 @@
+#include "core/ops/elementwise.h"
+
+#include "core/backend.h"
+#include "core/ops/factory.h"
+#include "core/ops/shape.h"
+
+namespace fathom {
+
+const char* op_name(UnaryOp op) {
+  static const char* names[] = {"neg", "exp", "log", "tanh", "relu", "gelu",
+                                "sigmoid", "sqrt", "rsqrt", "abs", "square"};
+  return names[int(op)];
+}
+
+const char* op_name(BinaryOp op) {
+  static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow",
+                                "eq", "ne", "lt", "le", "gt", "ge"};
+  return names[int(op)];
+}
+
+namespace ops {
+
+static void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  FATHOM_CHECK(a.device() == b.device(), op, ": tensors on different devices: ", a.desc(), " and ",
+               b.desc(), "; move one with .to(device)");
+}
+
+// The dtype a binary op computes in: promotion, and true division for integers (as PyTorch).
+static DType compute_dtype(BinaryOp op, DType a, DType b) {
+  DType t = promote(a, b);
+  if (op == BinaryOp::div && !is_floating(t)) t = DType::f32;
+  FATHOM_CHECK(t != DType::boolean || is_comparison(op) || op == BinaryOp::maximum ||
+                   op == BinaryOp::minimum,
+               op_name(op), ": arithmetic on bool tensors is not supported; convert with .to(dtype)");
+  return t;
+}
+
+Tensor unary(UnaryOp op, const Tensor& x) {
+  FATHOM_CHECK(is_floating(x.dtype()), op_name(op), ": expected a floating-point tensor, got ",
+               x.desc());
+  Tensor out = empty(x.shape(), x.options());
+  if (x.numel()) FATHOM_DISPATCH(x.device(), unary, op, x, out);
+  return out;
+}
+
+Tensor unary_backward(UnaryOp op, const Tensor& grad_y, const Tensor& x, const Tensor& y) {
+  const Tensor& ref = x.defined() ? x : y;
+  FATHOM_CHECK(ref.defined() && grad_y.shape() == ref.shape() && grad_y.dtype() == ref.dtype(),
+               op_name(op), "_backward: grad ", grad_y.desc(), " does not match input ", ref.desc());
+  Tensor gx = empty(grad_y.shape(), grad_y.options());
+  if (gx.numel()) FATHOM_DISPATCH(gx.device(), unary_backward, op, grad_y, x, y, gx);
+  return gx;
+}
+
+void binary_out(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  check_same_device(op_name(op), a, b);
+  check_same_device(op_name(op), a, out);
+  Shape shape = broadcast_shapes(a.shape(), b.shape(), op_name(op));
+  FATHOM_CHECK(shape == out.shape(), op_name(op), ": output ", out.desc(),
+               " does not have the broadcast shape ", shape_str(shape));
+  DType ct = compute_dtype(op, a.dtype(), b.dtype());
+  DType want = is_comparison(op) ? DType::boolean : ct;
+  FATHOM_CHECK(out.dtype() == want, op_name(op), ": output ", out.desc(), " should be ",
+               dtype_name(want));
+  if (!out.numel()) return;
+  Tensor ae = expand(to(a, ct), shape), be = expand(to(b, ct), shape);
+  FATHOM_DISPATCH(out.device(), binary, op, ae, be, out);
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  check_same_device(op_name(op), a, b);
+  DType ct = compute_dtype(op, a.dtype(), b.dtype());
+  Tensor out = empty(broadcast_shapes(a.shape(), b.shape(), op_name(op)),
+                     {is_comparison(op) ? DType::boolean : ct, a.device()});
+  binary_out(op, a, b, out);
+  return out;
+}
+
+// A scalar keeps the tensor's dtype (PyTorch's rule), except that a fractional scalar or a
+// division makes an integer tensor compute in f32.
+static DType scalar_dtype(BinaryOp op, DType t, double s) {
+  if (!is_floating(t) && (op == BinaryOp::div || s != double(int64_t(s)))) return DType::f32;
+  return compute_dtype(op, t, t);
+}
+
+static Tensor binary_scalar(BinaryOp op, const Tensor& a, double s, bool left) {
+  DType ct = scalar_dtype(op, a.dtype(), s);
+  Tensor ac = to(a, ct);
+  Tensor out = empty(a.shape(), {is_comparison(op) ? DType::boolean : ct, a.device()});
+  if (out.numel()) FATHOM_DISPATCH(a.device(), binary_scalar, op, ac, s, left, out);
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, double b) { return binary_scalar(op, a, b, false); }
+Tensor binary(BinaryOp op, double a, const Tensor& b) { return binary_scalar(op, b, a, true); }
+
+void binary_out(BinaryOp op, const Tensor& a, double b, const Tensor& out) {
+  check_same_device(op_name(op), a, out);
+  FATHOM_CHECK(a.shape() == out.shape(), op_name(op), ": output ", out.desc(),
+               " does not match input ", a.desc());
+  DType want = is_comparison(op) ? DType::boolean : scalar_dtype(op, a.dtype(), b);
+  FATHOM_CHECK(out.dtype() == want && a.dtype() == scalar_dtype(op, a.dtype(), b), op_name(op),
+               ": in-place output ", out.desc(), " should be ", dtype_name(want));
+  if (out.numel()) FATHOM_DISPATCH(a.device(), binary_scalar, op, a, b, false, out);
+}
+
+void add_(const Tensor& a, const Tensor& b, double alpha) {
+  if (alpha == 1.0) return binary_out(BinaryOp::add, a, to(b, a.dtype()), a);
+  binary_out(BinaryOp::add, a, binary(BinaryOp::mul, to(b, a.dtype()), alpha), a);
+}
+
+void mul_(const Tensor& a, double s) { binary_out(BinaryOp::mul, a, s, a); }
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_same_device("where", cond, a);
+  check_same_device("where", a, b);
+  FATHOM_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got ", cond.desc());
+  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(),
+                                 "where");
+  DType t = promote(a.dtype(), b.dtype());
+  Tensor out = empty(shape, {t, a.device()});
+  if (out.numel())
+    FATHOM_DISPATCH(out.device(), where, expand(cond, shape), expand(to(a, t), shape),
+                    expand(to(b, t), shape), out);
+  return out;
+}
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  Tensor v = full({}, value, x.options());
+  return where(mask, v, x);
+}
+
+}  // namespace ops
+}  // namespace fathom

@@ -1,0 +1,22 @@
+#pragma once
+// Reductions over any set of dims (empty = all), keepdim like PyTorch. Half inputs accumulate in
+// f32 and return their own dtype; integer sums return i64.
+#include "core/tensor.h"
+
+namespace fathom {
+
+enum class ReduceOp : uint8_t { sum, mean, max, min };
+
+namespace ops {
+
+Tensor reduce(ReduceOp op, const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor sum(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor amax(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64
+// Sums x down to `shape` (the inverse of broadcasting it): the gradient of an expand.
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+}  // namespace ops
+}  // namespace fathom

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: install what is missing, build, run every test through CTest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+bash scripts/build.sh
+# Open MPI refuses root without these; multi-rank tests oversubscribe the cores.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+cd "${FATHOM_BUILD_DIR:-build}"
+ctest --output-on-failure --timeout 900 "$@"

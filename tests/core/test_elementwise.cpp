@@ -1,0 +1,152 @@
+#include "testing.h"
+
+using namespace fathom;
+using namespace fathom::testing;
+
+namespace {
+
+double ref_unary(UnaryOp op, double x) {
+  switch (op) {
+    case UnaryOp::neg: return -x;
+    case UnaryOp::exp: return std::exp(x);
+    case UnaryOp::log: return std::log(x);
+    case UnaryOp::tanh: return std::tanh(x);
+    case UnaryOp::relu: return x > 0 ? x : 0;
+    case UnaryOp::gelu: return 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    case UnaryOp::sigmoid: return 1 / (1 + std::exp(-x));
+    case UnaryOp::sqrt: return std::sqrt(x);
+    case UnaryOp::rsqrt: return 1 / std::sqrt(x);
+    case UnaryOp::abs: return std::fabs(x);
+    case UnaryOp::square: return x * x;
+  }
+  return 0;
+}
+
+double ref_binary(BinaryOp op, double a, double b) {
+  switch (op) {
+    case BinaryOp::add: return a + b;
+    case BinaryOp::sub: return a - b;
+    case BinaryOp::mul: return a * b;
+    case BinaryOp::div: return a / b;
+    case BinaryOp::maximum: return std::max(a, b);
+    case BinaryOp::minimum: return std::min(a, b);
+    case BinaryOp::pow: return std::pow(a, b);
+    case BinaryOp::eq: return a == b;
+    case BinaryOp::ne: return a != b;
+    case BinaryOp::lt: return a < b;
+    case BinaryOp::le: return a <= b;
+    case BinaryOp::gt: return a > b;
+    case BinaryOp::ge: return a >= b;
+  }
+  return 0;
+}
+
+const std::vector<Shape> kShapes = {{}, {0}, {1}, {7}, {3, 5}, {2, 3, 33}, {4, 1, 9}, {70000}};
+
+}  // namespace
+
+TEST_CASE("unary ops match an f64 reference in every float dtype and layout", "[core]") {
+  Generator g(1);
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16})
+    for (const Shape& s : kShapes)
+      for (int layout = 0; layout < 2; ++layout)
+        for (int o = 0; o <= int(UnaryOp::square); ++o) {
+          auto op = UnaryOp(o);
+          bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt;
+          Tensor x = ops::to(positive ? uniform(s, 0.1, 3, kFloat64, &g) : randn(s, kFloat64, &g), dt);
+          Tensor xin = layout ? noncontiguous(x) : x;
+          std::vector<double> want;
+          for (double v : to_vector(x)) want.push_back(ref_unary(op, v));
+          INFO(op_name(op) << " " << x.desc() << " layout " << layout);
+          expect_close(ops::unary(op, xin), want, tol(dt) * 4, tol(dt), op_name(op));
+        }
+  CHECK_THROWS_WITH(ops::unary(UnaryOp::exp, zeros({2}, kInt64)), Catch::Contains("exp: expected a floating-point"));
+}
+
+TEST_CASE("unary backward matches finite differences of the forward", "[core]") {
+  Generator g(2);
+  for (int o = 0; o <= int(UnaryOp::square); ++o) {
+    auto op = UnaryOp(o);
+    bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt;
+    Tensor x = positive ? uniform({3, 7}, 0.5, 3, kFloat64, &g) : randn({3, 7}, kFloat64, &g);
+    if (op == UnaryOp::relu || op == UnaryOp::abs)  // keep away from the kink
+      x = ops::where(ops::binary(BinaryOp::lt, ops::unary(UnaryOp::abs, x), 0.1), full({}, 0.5, kFloat64), x);
+    Tensor gy = randn({3, 7}, kFloat64, &g);
+    Tensor y = ops::unary(op, x);
+    Tensor gx = ops::unary_backward(op, noncontiguous(gy), x, y);
+    auto xv = to_vector(x), gv = to_vector(gy);
+    std::vector<double> want;
+    for (size_t i = 0; i < xv.size(); ++i) {
+      double h = 1e-6;
+      want.push_back(gv[i] * (ref_unary(op, xv[i] + h) - ref_unary(op, xv[i] - h)) / (2 * h));
+    }
+    INFO(op_name(op));
+    expect_close(gx, want, 1e-6, 1e-7, op_name(op));
+  }
+}
+
+TEST_CASE("binary ops broadcast like numpy against an f64 reference", "[core]") {
+  Generator g(3);
+  struct Case { Shape a, b; };
+  std::vector<Case> cases = {{{}, {}}, {{5}, {}}, {{3, 1}, {1, 4}}, {{2, 3, 4}, {4}},
+                             {{2, 1, 4}, {3, 1}}, {{0, 4}, {4}}, {{1}, {7, 1}}, {{100, 700}, {700}}};
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16, kInt64})
+    for (const auto& c : cases)
+      for (int layout = 0; layout < 2; ++layout)
+        for (int o = 0; o <= int(BinaryOp::ge); ++o) {
+          auto op = BinaryOp(o);
+          bool is_int = dt == kInt64;
+          if (is_int && op == BinaryOp::pow) continue;
+          Tensor a = ops::to(is_int ? ops::to(uniform(c.a, -5, 5, kFloat64, &g), kInt64)
+                                    : uniform(c.a, 0.5, 2, kFloat64, &g), dt);
+          Tensor b = ops::to(is_int ? ops::to(uniform(c.b, 1, 5, kFloat64, &g), kInt64)
+                                    : uniform(c.b, 0.5, 2, kFloat64, &g), dt);
+          Tensor out = ops::binary(op, layout ? noncontiguous(a) : a, layout ? noncontiguous(b) : b);
+          Shape s = ops::broadcast_shapes(c.a, c.b, "test");
+          REQUIRE(out.shape() == s);
+          auto av = to_vector(a), bv = to_vector(b);
+          std::vector<double> want(numel_of(s));
+          for (int64_t i = 0; i < numel_of(s); ++i) {
+            auto idx = unravel(i, s);
+            want[i] = ref_binary(op, av[broadcast_index(idx, c.a)], bv[broadcast_index(idx, c.b)]);
+          }
+          INFO(op_name(op) << " " << a.desc() << " " << b.desc() << " layout " << layout);
+          if (is_comparison(op)) CHECK(out.dtype() == kBool);
+          if (op == BinaryOp::div && is_int) CHECK(out.dtype() == kFloat32);
+          double rt = is_int ? (op == BinaryOp::div ? 1e-6 : 0) : tol(dt) * 4;
+          expect_close(out, want, rt, 0, op_name(op));
+        }
+}
+
+TEST_CASE("scalars, in-place ops, where, masked_fill", "[core]") {
+  Tensor a = from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2});
+  CHECK(to_vector(ops::binary(BinaryOp::sub, 10.0, a)) == std::vector<double>{9, 8, 7, 6});
+  CHECK(to_vector(ops::binary(BinaryOp::div, a, 2.0)) == std::vector<double>{0.5, 1, 1.5, 2});
+  CHECK(to_vector(ops::binary(BinaryOp::gt, a, 2.5)) == std::vector<double>{0, 0, 1, 1});
+  Tensor i = from_vector(std::vector<int64_t>{1, 2, 3}, {3});
+  CHECK(ops::binary(BinaryOp::mul, i, 2.0).dtype() == kInt64);
+  CHECK(ops::binary(BinaryOp::mul, i, 0.5).dtype() == kFloat32);
+
+  Tensor acc = zeros({2, 2});
+  ops::add_(acc, a);
+  ops::add_(acc, from_vector(std::vector<double>{1, 1}, {2}), -2.0);  // broadcast, alpha
+  CHECK(to_vector(acc) == std::vector<double>{-1, 0, 1, 2});
+  ops::mul_(acc, 3);
+  CHECK(to_vector(acc) == std::vector<double>{-3, 0, 3, 6});
+  Tensor t = ops::transpose(a, 0, 1);  // in place through a non-contiguous view
+  ops::add_(t, from_vector(std::vector<double>{10, 20}, {2}));
+  CHECK(to_vector(a) == std::vector<double>{11, 12, 23, 24});
+
+  Tensor mask = ops::binary(BinaryOp::gt, a, 20.0);
+  CHECK(to_vector(ops::masked_fill(a, mask, -1)) == std::vector<double>{11, 12, -1, -1});
+  CHECK(to_vector(ops::where(mask, zeros({1}), a)) == std::vector<double>{11, 12, 0, 0});
+  CHECK_THROWS_WITH(ops::where(a, a, a), Catch::Contains("where: condition must be bool"));
+}
+
+TEST_CASE("elementwise errors name op and shapes", "[core]") {
+  CHECK_THROWS_WITH(ops::binary(BinaryOp::add, zeros({2, 3}), zeros({4})),
+                    Catch::Contains("add: shapes [2, 3] and [4] do not broadcast"));
+  CHECK_THROWS_WITH(ops::add_(zeros({3}), zeros({2, 3})), Catch::Contains("broadcast shape"));
+  CHECK_THROWS_WITH(ops::binary(BinaryOp::add, zeros({2}, kBool), zeros({2}, kBool)),
+                    Catch::Contains("arithmetic on bool"));
+}
