@@ -11,3 +11,5 @@
 #include "core/ops/shape.h"
 #include "core/random.h"
 #include "core/tensor.h"
+#include "autograd/autograd.h"
+#include "nn/nn.h"

@@ -4,7 +4,11 @@
 // is a clear error, and callers never see an #ifdef.
 #include <memory>
 
+#include <vector>
+
+#include "core/ops/compress.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/optim.h"
 #include "core/ops/reduce.h"
 #include "core/random.h"
 #include "core/tensor.h"

@@ -3,8 +3,8 @@
 # The CUDA toolkit with cuDNN and NCCL is not a Debian package here: when /usr/local/cuda exists
 # the build uses it, otherwise Fathom builds CPU-only.
 set -euo pipefail
-PKGS=(build-essential cmake libopenblas-dev libopenmpi-dev openmpi-bin libprotobuf-dev
-      protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes-min)
+PKGS=(build-essential cmake libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libprotobuf-dev
+      protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes zlib1g-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -78,11 +78,12 @@ static void map1(const Tensor& x, const Tensor& out, F f) {
   const T* xp = ptr<T>(x);
   T* op = ptr<T>(out);
   using A = acc_t<T>;
+  bool stream = out.nbytes() >= stream_threshold();
   for_each_row<2>(out.shape(), {out.strides(), x.strides()}, [&](auto off, int64_t n, auto st) {
     T* o = op + off[0];
     const T* xi = xp + off[1];
     if (st[1] == 1)
-      for (int64_t i = 0; i < n; ++i) o[i] = T(f(A(xi[i])));
+      store_row(o, n, stream, [&](int64_t i) { return T(f(A(xi[i]))); });
     else
       for (int64_t i = 0; i < n; ++i) o[i] = T(f(A(xi[i * st[1]])));
   });
@@ -175,15 +176,16 @@ static void map_binary(const Tensor& a, const Tensor& b, const Tensor& out, F f)
   const T* bp = ptr<T>(b);
   O* op = ptr<O>(out);
   using A = acc_t<T>;
+  bool stream = out.nbytes() >= stream_threshold();
   for_each_row<3>(out.shape(), {out.strides(), a.strides(), b.strides()},
                   [&](auto off, int64_t n, auto st) {
     O* o = op + off[0];
     const T* x = ap + off[1];
     const T* y = bp + off[2];
     if (st[0] == 1 && st[1] == 1 && st[2] == 1)  // the common case: vectorizes
-      for (int64_t i = 0; i < n; ++i) o[i] = O(f(A(x[i]), A(y[i])));
+      store_row(o, n, stream, [&](int64_t i) { return O(f(A(x[i]), A(y[i]))); });
     else if (st[0] == 1 && st[1] == 1 && st[2] == 0)  // bias-like broadcast of b
-      for (int64_t i = 0; i < n; ++i) o[i] = O(f(A(x[i]), A(y[0])));
+      store_row(o, n, stream, [&](int64_t i) { return O(f(A(x[i]), A(y[0]))); });
     else
       for (int64_t i = 0; i < n; ++i) o[i * st[0]] = O(f(A(x[i * st[1]]), A(y[i * st[2]])));
   });
@@ -207,13 +209,14 @@ void binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_left, con
       auto run = [&]<class O>() {
         const T* ap = ptr<T>(a);
         O* op_ = ptr<O>(out);
+        bool stream = out.nbytes() >= stream_threshold();
         for_each_row<2>(out.shape(), {out.strides(), a.strides()}, [&](auto off, int64_t n, auto st) {
           O* o = op_ + off[0];
           const T* x = ap + off[1];
           if (scalar_left)
             for (int64_t i = 0; i < n; ++i) o[i * st[0]] = O(f(sv, A(x[i * st[1]])));
           else if (st[0] == 1 && st[1] == 1)
-            for (int64_t i = 0; i < n; ++i) o[i] = O(f(A(x[i]), sv));
+            store_row(o, n, stream, [&](int64_t i) { return O(f(A(x[i]), sv)); });
           else
             for (int64_t i = 0; i < n; ++i) o[i * st[0]] = O(f(A(x[i * st[1]]), sv));
         });

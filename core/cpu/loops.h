@@ -2,9 +2,18 @@
 // Building blocks of the CPU kernels: dtype dispatch and a strided N-d loop that hands each
 // thread contiguous-ish rows, so the innermost loop is a plain, vectorizable for-loop.
 #include <omp.h>
+#include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "core/tensor.h"
 
@@ -103,6 +112,175 @@ void for_each_row(const Shape& shape_in, const std::array<Shape, N>& strides_in,
       row(off, std::min(block, inner - start), inner_st);
     }
   });
+}
+
+// ---- Streaming stores for outputs too large to stay cached ----
+
+// A store to a line not in cache first reads that line (write-allocate): for c = a + b that is
+// a fourth memory stream on top of the three the op needs. An output at least as large as the
+// last-level cache cannot stay cached for the next op anyway, so such outputs are written with
+// cache-bypassing stores of whole lines, as glibc's memcpy does past its own threshold.
+inline size_t stream_threshold() {
+  static const size_t bytes = [] {
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return l3 > 0 ? size_t(l3) : size_t(32) << 20;
+  }();
+  return bytes;
+}
+
+// out[i] = f(i) for i in [0, n), out contiguous. With `stream`, tiles of the row are computed
+// into an L1-resident buffer (the loop that calls f still vectorizes) and then streamed out.
+// out may alias f's inputs element for element (in-place ops): a tile is read before written.
+template <class O, class F>
+void store_row(O* out, int64_t n, bool stream, F&& f) {
+#if defined(__SSE2__)
+  constexpr int64_t kTile = 2048 / int64_t(sizeof(O));
+  if (stream && n >= 2 * kTile) {
+    auto addr = reinterpret_cast<uintptr_t>(out);
+    int64_t i = 0, head = int64_t((64 - addr % 64) % 64 / sizeof(O));
+    if (addr % sizeof(O)) head = n;  // misaligned elements: plain stores throughout
+    for (; i < head && i < n; ++i) out[i] = f(i);
+    alignas(64) O buf[kTile];
+    for (; i + kTile <= n; i += kTile) {
+      for (int64_t k = 0; k < kTile; ++k) buf[k] = f(i + k);
+      const __m128i* src = reinterpret_cast<const __m128i*>(buf);
+      __m128i* dst = reinterpret_cast<__m128i*>(out + i);
+      for (size_t k = 0; k < sizeof(buf) / 16; ++k)
+        _mm_stream_si128(dst + k, _mm_load_si128(src + k));
+    }
+    for (; i < n; ++i) out[i] = f(i);
+    _mm_sfence();  // streaming stores are weakly ordered: publish them before the join
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) out[i] = f(i);
+}
+
+// ---- Row helpers for the normalising kernels (softmax, layer_norm, cross_entropy) ----
+
+// What a row's sums accumulate in: f64 for f32 (free next to the loads, and it keeps long rows
+// exact to f32 output precision), f32 for the half types (as the GPU kernels do).
+template <class T>
+using float_acc_t =
+    std::conditional_t<std::is_same_v<T, float> || std::is_same_v<T, double>, double, float>;
+
+// Independent accumulators for a sum along contiguous memory: without -ffast-math the compiler
+// may not reorder one running sum, but it vectorizes kRowLanes of them.
+inline constexpr int kRowLanes = 8;
+
+// Four f32 lanes (one SSE register, the baseline x86-64 width) in GCC/Clang vector
+// extensions: selects in them are branch-free by construction. Plain loops with a select
+// feeding arithmetic are not vectorized under the default -ftrapping-math, and a scalar libm
+// expf per element is what makes softmax slow.
+using f32x4 = float __attribute__((vector_size(16)));
+using u32x4 = uint32_t __attribute__((vector_size(16)));
+
+// Cephes' expf: x = n ln2 + r, a degree-6 polynomial for e^r on [-ln2/2, ln2/2], times 2^n
+// built in the exponent bits (n read from the bits of x log2e + 1.5 * 2^23, so no float-to-int
+// conversion). Within 1 ulp for x in [-87, 88.37]. Below -87 the answer is 0 (the true value
+// is below 1.7e-38), so a -inf logit gets exactly 0; above 88.37 it is +inf; NaN stays NaN.
+inline f32x4 exp_approx(f32x4 x) {
+  const f32x4 lo = f32x4{} - 87.0f, hi = f32x4{} + 88.9f, zero = {};
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  f32x4 xc = x > lo ? x : lo;       // also maps NaN to a finite value
+  xc = xc < hi ? xc : hi;
+  f32x4 t = xc * 1.44269504088896341f + magic;
+  f32x4 fn = t - magic;
+  f32x4 r = xc - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  f32x4 p = zero + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  u32x4 n = (u32x4)t - 0x4B400000u;  // the bits of magic
+  f32x4 e = p * (f32x4)((n + 127u) << 23);
+  e = x < lo ? zero : e;
+  return x == x ? e : x;
+}
+
+// e[i] = exp(x[i] - shift) over a row; e may be x.
+inline void exp_shifted(const float* x, float shift, float* e, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    f32x4 v;
+    std::memcpy(&v, x + i, sizeof v);
+    v = exp_approx(v - shift);
+    std::memcpy(e + i, &v, sizeof v);
+  }
+  if (i < n) {
+    f32x4 v = {};
+    std::memcpy(&v, x + i, size_t(n - i) * sizeof(float));
+    v = exp_approx(v - shift);
+    std::memcpy(e + i, &v, size_t(n - i) * sizeof(float));
+  }
+}
+// f64 is the gradient-checking dtype: exact libm, not speed.
+inline void exp_shifted(const double* x, double shift, double* e, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) e[i] = std::exp(x[i] - shift);
+}
+// The same for any float dtype: half rows are widened into e first.
+template <class T>
+void exp_row(const T* x, acc_t<T> shift, acc_t<T>* e, int64_t n) {
+  if constexpr (std::is_same_v<T, acc_t<T>>) {
+    exp_shifted(x, shift, e, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) e[i] = acc_t<T>(x[i]);
+    exp_shifted(e, shift, e, n);
+  }
+}
+
+// Largest element of a row in acc_t<T>; NaN is skipped here and poisons the row downstream.
+template <class T>
+acc_t<T> row_max(const T* x, int64_t n) {
+  using A = acc_t<T>;
+  A m = -std::numeric_limits<A>::infinity();
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    f32x4 lane = f32x4{} + m;
+    for (; i + 4 <= n; i += 4) {
+      f32x4 v;
+      std::memcpy(&v, x + i, sizeof v);
+      lane = v > lane ? v : lane;
+    }
+    for (int l = 0; l < 4; ++l) m = lane[l] > m ? lane[l] : m;
+  }
+  for (; i < n; ++i) m = A(x[i]) > m ? A(x[i]) : m;
+  return m;
+}
+
+// Sum over i of f(A(x[i])) (default: the values), accumulated in S, lanes merged in fixed order.
+template <class S, class T, class F>
+S row_sum(const T* x, int64_t n, F f) {
+  using A = acc_t<T>;
+  S lane[kRowLanes] = {};
+  int64_t i = 0;
+  for (; i + kRowLanes <= n; i += kRowLanes)
+    for (int l = 0; l < kRowLanes; ++l) lane[l] += S(f(A(x[i + l])));
+  for (; i < n; ++i) lane[0] += S(f(A(x[i])));
+  S s = 0;
+  for (int l = 0; l < kRowLanes; ++l) s += lane[l];
+  return s;
+}
+template <class S, class T>
+S row_sum(const T* x, int64_t n) {
+  return row_sum<S>(x, n, [](acc_t<T> v) { return v; });
+}
+
+// Sum over i of x[i] * y[i], products in acc_t<T>, accumulated in S.
+template <class S, class T>
+S row_dot(const T* x, const T* y, int64_t n) {
+  using A = acc_t<T>;
+  S lane[kRowLanes] = {};
+  int64_t i = 0;
+  for (; i + kRowLanes <= n; i += kRowLanes)
+    for (int l = 0; l < kRowLanes; ++l) lane[l] += S(A(x[i + l]) * A(y[i + l]));
+  for (; i < n; ++i) lane[0] += S(A(x[i]) * A(y[i]));
+  S s = 0;
+  for (int l = 0; l < kRowLanes; ++l) s += lane[l];
+  return s;
 }
 
 }  // namespace fathom::cpu

@@ -62,9 +62,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (batch_b.empty() && !batch_a.empty() && a.stride(-1) == 1 && a.is_contiguous()) {
     // x [..., K] @ W [K, N]: fold the batch into M for one large GEMM.
     Tensor a2 = view(a, {-1, k});
+    // W must still be a layout the GEMM reads (unit stride in one dim); otherwise pack it.
+    Tensor w = gemm_readable(b) ? b : contiguous(b);
     Tensor o2 = empty({a2.size(0), n}, a.options());
     if (k == 0) fill_(o2, 0);
-    else if (o2.numel()) FATHOM_DISPATCH(a.device(), matmul, unsqueeze(a2, 0), unsqueeze(b, 0), unsqueeze(o2, 0));
+    else if (o2.numel()) FATHOM_DISPATCH(a.device(), matmul, unsqueeze(a2, 0), unsqueeze(w, 0), unsqueeze(o2, 0));
     out = view(o2, out_shape);
   } else {
     int64_t nb = numel_of(batch);

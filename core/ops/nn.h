@@ -12,7 +12,7 @@ Tensor softmax_backward(const Tensor& grad_y, const Tensor& y);
 Tensor log_softmax_backward(const Tensor& grad_y, const Tensor& y);
 
 // y = (x - mean) * rstd * weight + bias over the last dim; weight/bias [C] may be undefined.
-// Returns y, mean [rows] f32, rstd [rows] f32 (saved for backward).
+// Returns y, mean [rows], rstd [rows] (saved for backward): f32, or f64 when x is f64.
 std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const Tensor& weight,
                                               const Tensor& bias, double eps);
 // Returns grad_x, grad_weight, grad_bias (the latter two undefined when weight/bias are).
@@ -21,7 +21,8 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad_y, con
                                                        const Tensor& rstd, bool has_bias);
 
 // Mean cross-entropy of logits [N, C] against integer targets [N] (i64 or i32); targets equal
-// to ignore_index count for nothing. Returns a scalar f32 loss.
+// to ignore_index count for nothing. Returns a scalar f32 loss (f64 for f64 logits, so
+// gradient checks in f64 work); NaN when every target is ignored, as in PyTorch.
 inline constexpr int64_t kIgnoreIndex = -100;
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
                      int64_t ignore_index = kIgnoreIndex);

@@ -1,0 +1,209 @@
+#include "autograd/engine.h"
+
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/factory.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+
+namespace fathom::autograd {
+
+namespace {
+
+// Holds the root gradients; the engine's single entry point into the graph.
+class GraphRoot final : public Node {
+ public:
+  GraphRoot(std::vector<Edge> next, Grads grads)
+      : Node("GraphRoot", std::move(next), {}), grads_(std::move(grads)) {}
+  Grads apply(Grads&&) override { return std::move(grads_); }
+
+ private:
+  Grads grads_;
+};
+
+// Brings a gradient produced for `into`'s output k to that output's shape, dtype and device: a
+// backward may return the broadcast shape or the promoted dtype of its forward.
+Tensor conform(Tensor g, const Node& from, size_t input, const Node& into, uint32_t k) {
+  const TensorGeometry& want = into.outputs()[k];
+  if (g.shape() != want.shape) {
+    // Reducible when want.shape broadcasts to g's shape (right-aligned, 1s or equal sizes).
+    bool reducible = g.dim() >= int64_t(want.shape.size());
+    for (size_t d = 0; reducible && d < want.shape.size(); ++d) {
+      int64_t w = want.shape[want.shape.size() - 1 - d], h = g.shape()[g.dim() - 1 - d];
+      reducible = w == h || w == 1;
+    }
+    FATHOM_CHECK(reducible, "backward: ", from.name(), " returned a gradient ", g.desc(),
+                 " for its input ", input, ", which is ", shape_str(want.shape),
+                 " (produced by ", into.name(), ")");
+    g = ops::sum_to(g, want.shape);
+  }
+  if (g.device() != want.device) g = ops::to(g, want.device);
+  if (g.dtype() != want.dtype) g = ops::to(g, want.dtype);
+  return g;
+}
+
+// Callbacks queued during the backward pass running on this thread (null when none runs).
+// A stack by construction: a nested backward (from a hook) saves and restores the outer list.
+thread_local std::vector<std::function<void()>>* t_callbacks = nullptr;
+
+struct CallbackScope {
+  std::vector<std::function<void()>> list;
+  std::vector<std::function<void()>>* outer;
+  CallbackScope() : outer(t_callbacks) { t_callbacks = &list; }
+  ~CallbackScope() { t_callbacks = outer; }
+};
+
+struct ReadyOrder {
+  // Accumulators first (a finished leaf fires its hooks at once), then the newest node.
+  bool operator()(const Node* a, const Node* b) const {
+    if (a->is_accumulator() != b->is_accumulator()) return b->is_accumulator();
+    return a->sequence_nr() < b->sequence_nr();
+  }
+};
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+              bool retain_graph) {
+  FATHOM_CHECK(!roots.empty(), "backward: no tensors given");
+  FATHOM_CHECK(grads.empty() || grads.size() == roots.size(), "backward: ", roots.size(),
+               " tensors but ", grads.size(), " gradients");
+  std::vector<Edge> root_edges;
+  Grads root_grads;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& r = roots[i];
+    FATHOM_CHECK(r.defined(), "backward: tensor ", i, " is undefined");
+    FATHOM_CHECK(r.requires_grad(), "backward: tensor ", r.desc(),
+                 " does not require grad and has no grad_fn: nothing to differentiate. Call "
+                 "requires_grad_() on the leaves to train, and do not run the forward under "
+                 "NoGradGuard");
+    Tensor g = grads.empty() ? Tensor() : grads[i];
+    if (!g.defined()) {
+      FATHOM_CHECK(r.numel() == 1, "backward: a gradient can be implied only for a one-element "
+                   "tensor, got ", r.desc(), "; pass a gradient of its shape: t.backward(grad)");
+      g = ones(r.shape(), r.options());
+    }
+    FATHOM_CHECK(g.shape() == r.shape(), "backward: gradient ", g.desc(),
+                 " does not match the tensor ", r.desc());
+    FATHOM_CHECK(is_floating(g.dtype()), "backward: gradient ", g.desc(),
+                 " must be floating point");
+    root_edges.push_back(gradient_edge(r));
+    root_grads.push_back(ops::to(ops::to(g, r.device()), r.dtype()));
+  }
+
+  NoGradGuard no_grad;
+  CallbackScope callbacks;
+  auto root = std::make_shared<GraphRoot>(std::move(root_edges), std::move(root_grads));
+
+  // Dependencies: how many edges point at each node from the part of the graph we will run.
+  std::unordered_map<Node*, int64_t> deps;
+  {
+    std::unordered_set<Node*> seen{root.get()};
+    std::vector<Node*> stack{root.get()};
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (const Edge& e : n->next()) {
+        if (!e.fn) continue;
+        ++deps[e.fn.get()];
+        if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+      }
+    }
+  }
+
+  // Gradients received so far for each node's outputs, summed over consumers.
+  std::unordered_map<Node*, Grads> buffers;
+  std::priority_queue<Node*, std::vector<Node*>, ReadyOrder> ready;
+  ready.push(root.get());
+  while (!ready.empty()) {
+    Node* node = ready.top();
+    ready.pop();
+    Grads in;
+    if (auto it = buffers.find(node); it != buffers.end()) {
+      in = std::move(it->second);
+      buffers.erase(it);
+    }
+    in.resize(node->outputs().size());
+    for (auto& [k, weak] : node->retained) {
+      std::shared_ptr<Meta> m = weak.lock();
+      if (!m || !in[k].defined()) continue;
+      m->grad = m->grad.defined() ? ops::binary(BinaryOp::add, m->grad, in[k]) : ops::clone(in[k]);
+    }
+    // An output nobody used (one half of a split) gets zeros, so backward functions see a
+    // gradient for every output. A leaf with no gradient at all is left as it was.
+    if (!node->is_accumulator())
+      for (size_t k = 0; k < in.size(); ++k)
+        if (!in[k].defined()) {
+          const TensorGeometry& o = node->outputs()[k];
+          in[k] = zeros(o.shape, {o.dtype, o.device});
+        }
+
+    Grads out = node->apply(std::move(in));
+    if (!retain_graph) node->release();
+
+    const auto& next = node->next();
+    for (size_t i = 0; i < next.size(); ++i) {
+      const Edge& e = next[i];
+      if (!e.fn) continue;
+      if (i < out.size() && out[i].defined()) {
+        Tensor g = conform(std::move(out[i]), *node, i, *e.fn, e.input_nr);
+        Grads& buf = buffers[e.fn.get()];
+        if (buf.empty()) buf.resize(e.fn->outputs().size());
+        Tensor& slot = buf[e.input_nr];
+        // Out of place: the gradient may alias another (add passes its gradient to both inputs).
+        slot = slot.defined() ? ops::binary(BinaryOp::add, slot, g) : std::move(g);
+      }
+      if (--deps[e.fn.get()] == 0) ready.push(e.fn.get());
+    }
+  }
+  // Indexed, not iterated: a callback may queue another.
+  for (size_t i = 0; i < callbacks.list.size(); ++i) {
+    auto fn = std::move(callbacks.list[i]);
+    fn();
+  }
+}
+
+void queue_callback(std::function<void()> fn) {
+  FATHOM_CHECK(t_callbacks, "queue_callback: no backward pass is running on this thread; queue "
+               "callbacks from a hook or a node during backward");
+  FATHOM_CHECK(fn != nullptr, "queue_callback: empty callback");
+  t_callbacks->push_back(std::move(fn));
+}
+
+HookId register_post_accumulate_hook(const Tensor& leaf, PostAccumulateHook hook) {
+  FATHOM_CHECK(leaf.defined() && leaf.is_leaf() && leaf.requires_grad(),
+               "register_post_accumulate_hook: ", leaf.desc(),
+               " is not a leaf that requires grad; hooks go on parameters (requires_grad_())");
+  FATHOM_CHECK(hook != nullptr, "register_post_accumulate_hook: empty hook");
+  Meta& m = meta(leaf);
+  HookId id = m.next_hook_id++;
+  m.hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void remove_hook(const Tensor& leaf, HookId id) {
+  Meta* m = meta_if(leaf);
+  FATHOM_CHECK(m, "remove_hook: ", leaf.desc(), " has no hooks");
+  for (auto it = m->hooks.begin(); it != m->hooks.end(); ++it)
+    if (it->first == id) {
+      m->hooks.erase(it);
+      return;
+    }
+  detail::fail("remove_hook: no hook ", id, " on ", leaf.desc());
+}
+
+void retain_grad(const Tensor& t) {
+  FATHOM_CHECK(t.defined() && t.requires_grad(), "retain_grad: ", t.desc(),
+               " does not require grad");
+  Meta& m = meta(t);
+  if (!m.grad_fn || m.retains_grad) return;  // leaves keep their gradient anyway
+  m.retains_grad = true;
+  m.grad_fn->retained.emplace_back(m.output_nr, t.impl().autograd);
+}
+
+}  // namespace fathom::autograd

@@ -1,0 +1,37 @@
+#pragma once
+// The backward engine and the leaf-gradient hooks.
+//
+// backward() runs on the calling thread. It finds every node reachable from the roots (an
+// explicit stack, no recursion, so a graph a million ops deep is fine), counts each node's
+// incoming edges, and runs nodes whose gradients are complete, leaf accumulators first, then
+// the most recently created. A leaf's hooks therefore fire the moment its last gradient lands,
+// while the rest of the graph is still to run.
+#include <functional>
+#include <vector>
+
+#include "autograd/meta.h"
+#include "core/tensor.h"
+
+namespace fathom::autograd {
+
+// Back-propagates from `roots`. grads[i] is d(out)/d(roots[i]); it may be omitted (empty vector,
+// or an undefined entry) for a one-element root, which then gets 1. Without retain_graph the
+// saved tensors of every node run are freed, and a second backward through them throws.
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads = {},
+              bool retain_graph = false);
+
+// Queues fn to run once the backward pass running on this thread has finished every node,
+// before backward() returns (PyTorch's queue_callback). Callbacks run in the order queued and
+// may queue more. Call it from inside backward (from a hook or a node); elsewhere it throws.
+// DDP uses it to wait for its last all-reduce at the end of the pass.
+void queue_callback(std::function<void()> fn);
+
+// Registers a hook on a leaf that requires grad; it fires once per backward pass that reaches
+// the leaf, after the leaf's gradient for that pass is final. Returns an id for remove_hook.
+HookId register_post_accumulate_hook(const Tensor& leaf, PostAccumulateHook hook);
+void remove_hook(const Tensor& leaf, HookId id);
+
+// Asks a non-leaf tensor to keep its gradient in grad() (leaves always do).
+void retain_grad(const Tensor& t);
+
+}  // namespace fathom::autograd

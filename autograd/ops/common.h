@@ -1,0 +1,39 @@
+#pragma once
+// Shared by the op files: the raw kernels and the recording helpers. Backward lambdas use raw
+// fathom::ops only (they run under NoGradGuard; nothing inside them should record).
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/factory.h"
+#include "core/ops/matmul.h"
+#include "core/ops/nn.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+
+namespace fathom::autograd::detail {
+
+// Dims for a reduction: wrapped, sorted, unique; {} means every dim.
+inline Shape reduce_dims(const Tensor& x, const Shape& dims, const char* op) {
+  Shape out;
+  if (dims.empty()) {
+    for (int64_t d = 0; d < x.dim(); ++d) out.push_back(d);
+    return out;
+  }
+  for (int64_t d : dims) out.push_back(x.wrap_dim(d, op));
+  std::sort(out.begin(), out.end());
+  for (size_t i = 1; i < out.size(); ++i)
+    FATHOM_CHECK(out[i] != out[i - 1], op, ": dim ", out[i], " repeats in ", shape_str(dims),
+                 " (", x.desc(), ")");
+  return out;
+}
+
+// A gradient of a reduction's output, viewed with the reduced dims back as size 1.
+inline Tensor unsqueeze_reduced(const Tensor& g, const Shape& sorted_dims, bool keepdim,
+                                int64_t rank) {
+  if (keepdim || rank == 0) return g;
+  Tensor r = g;
+  for (int64_t d : sorted_dims) r = ops::unsqueeze(r, d);
+  return r;
+}
+
+}  // namespace fathom::autograd::detail

@@ -1,0 +1,67 @@
+#pragma once
+// DeepComm's entry points: bootstrap the job, get the world group, tear down.
+//
+//   auto info = fathom::comm::init();          // reads mpirun / srun / torchrun-style env
+//   auto& world = *info.world;                 // rank(), size(), allreduce(...), split(...)
+//   Tensor x = zeros({1024}, {kFloat32, info.device});
+//   world.allreduce(x)->wait();
+//   fathom::comm::finalize();                  // or let the atexit hook do it
+//
+// See docs/comm.md for the threading model, the watchdog and the environment variables.
+#include <memory>
+#include <string>
+
+#include "comm/process_group.h"
+#include "core/device.h"
+
+namespace fathom::comm {
+
+struct InitInfo {
+  std::shared_ptr<ProcessGroup> world;
+  int rank = 0;        // == world->rank()
+  int world_size = 1;  // == world->size()
+  int local_rank = 0;  // this process's index on its node
+  int local_size = 1;  // processes on this node
+  // cuda:(local_rank % device count) when this build and node have GPUs, else cpu. DeepComm
+  // does not make it current: the caller does (the core owns the CUDA context).
+  Device device = Device::cpu();
+  std::string launcher;  // "openmpi", "slurm", "torchrun" or "single"
+  int mpi_thread_level = 0;  // MPI_THREAD_MULTIPLE or MPI_THREAD_SERIALIZED
+};
+
+// Initializes MPI (MPI_Init_thread, asking for MPI_THREAD_MULTIPLE) unless the program already
+// did, creates the world group and starts the watchdog. Idempotent: later calls return the
+// same InitInfo. Registers an atexit hook that calls finalize(). Throws fathom::Error when the
+// environment is inconsistent (e.g. WORLD_SIZE=4 but MPI sees one process).
+const InitInfo& init();
+// The world group, initializing on first use.
+ProcessGroup& world();
+bool is_initialized();
+
+// Drains every live group (a final world barrier, watched like any collective), stops the
+// watchdog and finalizes MPI if init() initialized it. Groups used afterwards throw.
+// Idempotent; safe from atexit.
+void finalize();
+
+// RAII form: init() in the constructor, finalize() in the destructor.
+class Guard {
+ public:
+  Guard() : info_(init()) {}
+  ~Guard() { finalize(); }
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+  const InitInfo& info() const { return info_; }
+
+ private:
+  const InitInfo& info_;
+};
+
+// Tracing: one JSON line per finished call to "<prefix>.rank<R>.jsonl" (FATHOM_COMM_TRACE sets
+// the prefix at init). An empty prefix stops tracing and closes the file.
+void set_trace(const std::string& prefix);
+// Debug mode (FATHOM_COMM_DEBUG=1): before each call all ranks compare what they are calling.
+// Every rank of the job must switch it at the same point of the call order.
+void set_debug(bool on);
+bool debug_enabled();
+
+}  // namespace fathom::comm

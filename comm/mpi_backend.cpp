@@ -1,0 +1,476 @@
+#include "comm/mpi_backend.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <sstream>
+
+#include "comm/comm.h"
+#include "comm/mpi_util.h"
+#include "core/ops/elementwise.h"
+
+namespace fathom::comm::internal {
+
+// MPI counts are ints: allreduce, broadcast, send and recv go in chunks of this many elements.
+constexpr int64_t kMaxChunk = int64_t(1) << 30;
+
+void MpiWork::wait() {
+  if (!done_.load(std::memory_order_acquire))
+    if (auto b = owner_.lock()) b->run_inline(this);
+  if (!done_.load(std::memory_order_acquire)) {
+    // No timeout here: the watchdog bounds every call and ends the job when one overruns.
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return done_.load(std::memory_order_acquire); });
+  }
+  if (err_) std::rethrow_exception(err_);
+}
+
+void MpiWork::finish(std::exception_ptr err) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    err_ = std::move(err);
+    done_.store(true, std::memory_order_release);
+  }
+  cv_.notify_all();
+}
+
+MpiBackend::MpiBackend(std::shared_ptr<GroupState> state) : st_(std::move(state)) {
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  FATHOM_CHECK(event_fd_ >= 0 && timer_fd_ >= 0, "comm: ", st_->where(),
+               ": cannot create the comm thread's eventfd/timerfd");
+  thread_ = std::thread([this] { loop(); });
+}
+
+MpiBackend::~MpiBackend() {
+  shutdown();
+  ::close(event_fd_);
+  ::close(timer_fd_);
+}
+
+void MpiBackend::shutdown() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  wake_now();
+  if (thread_.joinable()) thread_.join();
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return !busy_; });  // a caller may still run a call inline
+}
+
+void MpiBackend::wake_now() {
+  uint64_t one = 1;
+  ssize_t n = ::write(event_fd_, &one, sizeof one);
+  (void)n;  // the counter only saturates when the thread is awake anyway
+}
+
+void MpiBackend::set_timer(long ns) {
+  itimerspec t{};
+  t.it_value.tv_nsec = ns;  // 0 disarms
+  ::timerfd_settime(timer_fd_, 0, &t, nullptr);
+}
+
+void MpiBackend::sleep_until_woken(int timeout_us) {
+  pollfd fds[2] = {{event_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}};
+  timespec t{timeout_us / 1000000, long(timeout_us % 1000000) * 1000};
+  ::ppoll(fds, 2, timeout_us < 0 ? nullptr : &t, nullptr);
+
+  uint64_t drain;
+  while (::read(event_fd_, &drain, sizeof drain) > 0) {}
+  while (::read(timer_fd_, &drain, sizeof drain) > 0) {}
+}
+
+WorkPtr MpiBackend::submit(Call c) {
+  bool p2p = c.p2p;
+  auto work = p2p ? std::make_shared<MpiWork>() : std::make_shared<MpiWork>(weak_from_this());
+  bool now = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) {
+      st_->finished(c.id, false);
+      fathom::detail::fail(c.desc, " on ", st_->where(),
+                           ": the group was shut down (comm::finalize() ran or the group was "
+                           "destroyed)");
+    }
+    queue_.push_back({std::move(c), work});
+    if (sleeping_) {
+      // A collective wakes the comm thread a moment later, not now: a caller that waits at
+      // once takes it inline before the timer fires (see mpi_backend.h), and the thread never
+      // becomes runnable. Sends and recvs are posted at once.
+      if (p2p) {
+        now = true;
+      } else if (!timer_armed_) {
+        timer_armed_ = true;
+        set_timer(kWakeDelayNs);
+      }
+    }
+  }
+  if (now) wake_now();
+  return work;
+}
+
+void MpiBackend::run_collective(OpKind kind, uint64_t extra,
+                                std::function<void(int64_t seq)> body) {
+  Call c;
+  c.kind = kind;
+  c.fp.kind = uint8_t(kind);
+  c.fp.extra = extra;
+  c.debug = debug_enabled();
+  st_->issue(c);
+  c.body = [body = std::move(body), seq = c.seq] { body(seq); };
+  submit(std::move(c))->wait();
+}
+
+void MpiBackend::check_call(const Call& c) {
+  Call check;
+  check.kind = c.kind;
+  check.seq = c.seq;
+  check.fp = c.fp;
+  check.desc = c.desc;
+  check.debug = true;
+  check.body = [] {};  // the fingerprint exchange is all; id 0 keeps it out of the records
+  submit(std::move(check))->wait();
+}
+
+void MpiBackend::run_inline(const MpiWork* work) {
+  Task task;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (busy_ || running_ || queue_.empty() || queue_.front().work.get() != work) return;
+    task = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    if (timer_armed_) set_timer(0);  // taken: the comm thread need not wake for it
+    timer_armed_ = false;
+  }
+  run_collective_task(task);
+  bool more;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    busy_ = false;
+    more = !queue_.empty();
+  }
+  cv_.notify_all();  // shutdown may be waiting
+  if (more) wake_now();
+}
+
+void MpiBackend::run_collective_task(Task& task) {
+  Call& c = task.call;
+  st_->started(c.id);
+  std::exception_ptr err;
+  try {
+    execute(c);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  st_->finished(c.id, !err);
+  task.work->finish(err);
+}
+
+// ---- The comm thread ----
+
+namespace {
+// A send or recv in flight. In debug mode a send first posts its fingerprint and a recv first
+// waits for the sender's, then receives into the tensor only if they agree (into a scratch
+// buffer otherwise, so the sender still completes and the receiver fails cleanly: no hang).
+struct P2p {
+  Call call;
+  std::shared_ptr<MpiWork> work;
+  std::vector<MPI_Request> reqs;
+  std::unique_ptr<Fingerprint> fp;  // ours (send) or the sender's (recv)
+  MPI_Request fp_req = MPI_REQUEST_NULL;
+  bool awaiting_fp = false;
+  std::vector<char> scratch;
+  std::string error;
+};
+
+std::string context(const Call& c, const GroupState& st) {
+  return fathom::detail::concat(c.desc, " (", c.p2p ? "p2p seq " : "seq ", c.seq, ") on ",
+                                st.where());
+}
+
+// Posts the data transfer of a send or recv, in chunks.
+void post_p2p(P2p& p, GroupState& st, void* buf, int64_t count, DType dtype) {
+  const Call& c = p.call;
+  char* ptr = static_cast<char*>(buf);
+  MpiLock lock;
+  int64_t off = 0;
+  do {  // at least once: an empty message still matches the peer's call
+    int n = int(std::min(kMaxChunk, count - off));
+    MPI_Request r;
+    void* at = ptr + off * int64_t(itemsize(dtype));
+    if (c.kind == OpKind::send)
+      FATHOM_MPI_CHECK(MPI_Isend(at, n, mpi_type(dtype), c.peer, c.tag, st.comm, &r), context(c, st));
+    else
+      FATHOM_MPI_CHECK(MPI_Irecv(at, n, mpi_type(dtype), c.peer, c.tag, st.comm, &r), context(c, st));
+    p.reqs.push_back(r);
+    off += kMaxChunk;
+  } while (off < count);
+}
+
+void start_p2p(P2p& p, GroupState& st) {
+  const Call& c = p.call;
+  if (c.debug) {
+    MpiLock lock;
+    if (c.kind == OpKind::send) {
+      p.fp = std::make_unique<Fingerprint>(c.fp);
+      FATHOM_MPI_CHECK(MPI_Isend(p.fp.get(), sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag, st.side,
+                                 &p.fp_req),
+                       context(c, st));
+    } else {
+      p.fp = std::make_unique<Fingerprint>();
+      FATHOM_MPI_CHECK(MPI_Irecv(p.fp.get(), sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag, st.side,
+                                 &p.fp_req),
+                       context(c, st));
+      p.awaiting_fp = true;
+      return;
+    }
+  }
+  post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
+}
+
+// The sender's fingerprint arrived: compare shape and dtype, then post the receive.
+void on_fingerprint(P2p& p, GroupState& st) {
+  const Call& c = p.call;
+  const Fingerprint& theirs = *p.fp;
+  bool ok = OpKind(theirs.kind) == OpKind::send && theirs.dtype == c.fp.dtype &&
+            theirs.numel == c.fp.numel && theirs.ndim == c.fp.ndim &&
+            std::equal(theirs.dims, theirs.dims + std::min<int>(theirs.ndim, 6), c.fp.dims);
+  if (ok) return post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
+  p.error = fathom::detail::concat(
+      "DeepComm debug check failed on ", st.where(), ": send/recv mismatch: ",
+      st.rank_name(c.peer), " called ", describe(theirs), " (its p2p seq ", theirs.seq, ") but ",
+      st.rank_name(st.rank), " called ", c.desc, " (p2p seq ", c.seq,
+      "). The message was received into a scratch buffer and dropped.");
+  DType t = DType(theirs.dtype);
+  p.scratch.resize(size_t(theirs.numel) * itemsize(t));
+  post_p2p(p, st, p.scratch.data(), theirs.numel, t);
+}
+
+// Tests one p2p call; true when it is over.
+bool progress_p2p(P2p& p, GroupState& st) {
+  int done = 0;
+  if (p.awaiting_fp) {
+    {
+      MpiLock lock;
+      FATHOM_MPI_CHECK(MPI_Test(&p.fp_req, &done, MPI_STATUS_IGNORE), context(p.call, st));
+    }
+    if (!done) return false;
+    p.awaiting_fp = false;
+    on_fingerprint(p, st);
+  }
+  MpiLock lock;
+  if (p.fp_req != MPI_REQUEST_NULL) {
+    FATHOM_MPI_CHECK(MPI_Test(&p.fp_req, &done, MPI_STATUS_IGNORE), context(p.call, st));
+    if (!done) return false;
+  }
+  FATHOM_MPI_CHECK(MPI_Testall(int(p.reqs.size()), p.reqs.data(), &done, MPI_STATUSES_IGNORE),
+                   context(p.call, st));
+  return done;
+}
+}  // namespace
+
+void MpiBackend::loop() {
+  std::deque<P2p> inflight;
+  // Tests every p2p call in flight; completes those that are over.
+  auto progress = [&] {
+    for (auto it = inflight.begin(); it != inflight.end();) {
+      std::exception_ptr err;
+      bool over = false;
+      try {
+        over = progress_p2p(*it, *st_);
+        if (over && !it->error.empty()) throw Error(it->error);
+      } catch (...) {
+        err = std::current_exception();
+        over = true;
+      }
+      if (!over) {
+        ++it;
+        continue;
+      }
+      st_->finished(it->call.id, !err);
+      it->work->finish(err);
+      it = inflight.erase(it);
+    }
+  };
+
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      // busy_: a caller runs the head task inline; the next one must wait for it.
+      for (int round = 0; queue_.empty() || busy_; ++round) {
+        if (stop_ && queue_.empty() && inflight.empty()) return;
+        // Sleeps until woken; with sends and recvs in flight, only briefly between tests
+        // (yields first, then sleeps growing to 1 ms, so an idle wait stays cheap).
+        int timeout_us = -1;
+        if (!inflight.empty()) {
+          lk.unlock();
+          progress();
+          lk.lock();
+          if (!queue_.empty() && !busy_) break;
+          if (inflight.empty()) continue;
+          timeout_us = round < 64 ? 0 : std::min(1000, 10 << std::min(6, (round - 64) / 16));
+        }
+        sleeping_ = true;
+        lk.unlock();
+        if (timeout_us == 0)
+          std::this_thread::yield();
+        else
+          sleep_until_woken(timeout_us);
+        lk.lock();
+        sleeping_ = false;
+        timer_armed_ = false;
+        if (timeout_us < 0) round = 0;
+      }
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      running_ = true;
+    }
+    struct Done {  // clears running_ however this iteration ends
+      MpiBackend* b;
+      ~Done() {
+        std::lock_guard<std::mutex> lk(b->mu_);
+        b->running_ = false;
+      }
+    } done{this};
+
+    Call& c = task.call;
+    if (c.p2p) {
+      st_->started(c.id);
+      inflight.emplace_back();
+      inflight.back().call = std::move(c);
+      inflight.back().work = std::move(task.work);
+      try {
+        start_p2p(inflight.back(), *st_);
+      } catch (...) {
+        st_->finished(inflight.back().call.id, false);
+        inflight.back().work->finish(std::current_exception());
+        inflight.pop_back();
+      }
+      progress();
+      continue;
+    }
+    run_collective_task(task);
+    if (!inflight.empty()) progress();
+  }
+}
+
+void MpiBackend::check_fingerprints(const Call& c) {
+  std::vector<Fingerprint> all(size_t(st_->size));
+  Fingerprint mine = c.fp;
+  int n = int(sizeof(Fingerprint));
+  mpi_run(
+      [&] { return context(c, *st_) + ": debug fingerprint exchange"; },
+      [&] { return MPI_Allgather(&mine, n, MPI_BYTE, all.data(), n, MPI_BYTE, st_->side); },
+      [&](MPI_Request* r) {
+        return MPI_Iallgather(&mine, n, MPI_BYTE, all.data(), n, MPI_BYTE, st_->side, r);
+      });
+  bool agree = std::all_of(all.begin(), all.end(), [&](const Fingerprint& f) {
+    return same_call(f, all[0]);
+  });
+  if (agree) return;
+  // Group ranks by what they called: "ranks 0, 2: allreduce(sum) [4, 4] f32 cpu".
+  std::ostringstream os;
+  os << "DeepComm debug check failed on group '" << st_->name << "' (size " << st_->size
+     << "): the ranks called different collectives as collective seq " << c.seq << ":";
+  std::vector<bool> seen(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (seen[i]) continue;
+    std::vector<int> ranks;
+    for (size_t j = i; j < all.size(); ++j)
+      if (!seen[j] && same_call(all[j], all[i])) seen[j] = true, ranks.push_back(int(j));
+    os << "\n  " << (ranks.size() > 1 ? "ranks " : "rank ");
+    for (size_t k = 0; k < ranks.size(); ++k) os << (k ? ", " : "") << ranks[k];
+    os << ": " << describe(all[i]);
+    if (all[i].seq != c.seq) os << " (as its seq " << all[i].seq << ")";
+  }
+  os << "\nEvery rank must issue the same collectives, with the same shapes and dtypes, in the "
+        "same order. The call was skipped on every rank; the group stays usable.";
+  throw Error(os.str());
+}
+
+void MpiBackend::execute(Call& c) {
+  if (c.debug) check_fingerprints(c);
+  if (c.body) return c.body();
+  auto ctx = [&] { return context(c, *st_); };  // runs only on failure
+  switch (c.kind) {
+    case OpKind::allreduce: return allreduce(c);
+    case OpKind::allgather: return allgather(c);
+    case OpKind::reduce_scatter: return reduce_scatter(c);
+    case OpKind::broadcast: {
+      char* p = static_cast<char*>(c.out.data_ptr());
+      int64_t count = c.out.numel();
+      MPI_Datatype t = mpi_type(c.out.dtype());
+      int64_t off = 0;
+      do {  // at least once, like the other calls, even for an empty tensor
+        int n = int(std::min(kMaxChunk, count - off));
+        void* at = p + off * int64_t(itemsize(c.out.dtype()));
+        mpi_run(
+            ctx, [&] { return MPI_Bcast(at, n, t, c.peer, st_->comm); },
+            [&](MPI_Request* r) { return MPI_Ibcast(at, n, t, c.peer, st_->comm, r); });
+        off += kMaxChunk;
+      } while (off < count);
+      return;
+    }
+    case OpKind::barrier:
+      return mpi_run(
+          ctx, [&] { return MPI_Barrier(st_->comm); },
+          [&](MPI_Request* r) { return MPI_Ibarrier(st_->comm, r); });
+    default: fathom::detail::fail(context(c, *st_), ": not an MPI collective");
+  }
+}
+
+// Divides by the group size after a sum: avg in the tensor's own dtype (halves compute in f32).
+static void divide_by(const Tensor& t, int n) {
+  if (n > 1 && t.numel()) ops::binary_out(BinaryOp::div, t, double(n), t);
+}
+
+void MpiBackend::allreduce(Call& c) {
+  // In place, straight on the tensor's memory: no copies, whatever the dtype.
+  char* p = static_cast<char*>(c.out.data_ptr());
+  int64_t count = c.out.numel();
+  MPI_Datatype t = mpi_type(c.out.dtype());
+  MPI_Op op = mpi_op(c.reduce, c.out.dtype());
+  int64_t off = 0;
+  do {
+    int n = int(std::min(kMaxChunk, count - off));
+    void* at = p + off * int64_t(itemsize(c.out.dtype()));
+    mpi_run(
+        [&] { return context(c, *st_); },
+        [&] { return MPI_Allreduce(MPI_IN_PLACE, at, n, t, op, st_->comm); },
+        [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, at, n, t, op, st_->comm, r); });
+    off += kMaxChunk;
+  } while (off < count);
+  if (c.reduce == ReduceOp::avg) divide_by(c.out, st_->size);
+}
+
+void MpiBackend::allgather(Call& c) {
+  int n = int(c.in.numel());
+  MPI_Datatype t = mpi_type(c.in.dtype());
+  void* in = c.in.data_ptr();
+  void* out = c.out.data_ptr();
+  mpi_run(
+      [&] { return context(c, *st_); }, [&] { return MPI_Allgather(in, n, t, out, n, t, st_->comm); },
+      [&](MPI_Request* r) { return MPI_Iallgather(in, n, t, out, n, t, st_->comm, r); });
+}
+
+void MpiBackend::reduce_scatter(Call& c) {
+  int n = int(c.out.numel());
+  MPI_Datatype t = mpi_type(c.in.dtype());
+  MPI_Op op = mpi_op(c.reduce, c.in.dtype());
+  void* in = c.in.data_ptr();
+  void* out = c.out.data_ptr();
+  mpi_run(
+      [&] { return context(c, *st_); },
+      [&] { return MPI_Reduce_scatter_block(in, out, n, t, op, st_->comm); },
+      [&](MPI_Request* r) { return MPI_Ireduce_scatter_block(in, out, n, t, op, st_->comm, r); });
+  if (c.reduce == ReduceOp::avg) divide_by(c.out, st_->size);
+}
+
+}  // namespace fathom::comm::internal

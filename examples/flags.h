@@ -1,0 +1,89 @@
+#pragma once
+// Command-line flags for the example programs: --name=value or --name value, --help.
+// A bad flag prints the usage and exits with code 2 (the convention of command-line tools).
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fathom::examples {
+
+class Flags {
+ public:
+  Flags(std::string program, std::string about) : program_(std::move(program)), about_(std::move(about)) {}
+
+  Flags& add(const std::string& name, const std::string& def, const std::string& help) {
+    order_.push_back(name);
+    values_[name] = def;
+    help_[name] = help;
+    return *this;
+  }
+
+  void parse(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--help" || a == "-h") {
+        usage(stdout);
+        std::exit(0);
+      }
+      if (a.rfind("--", 0) != 0) fail("unexpected argument '" + a + "'");
+      std::string name = a.substr(2), value;
+      size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        fail("flag --" + name + " needs a value");
+      }
+      if (!values_.count(name)) fail("unknown flag --" + name);
+      values_[name] = value;
+    }
+  }
+
+  const std::string& str(const std::string& name) const { return values_.at(name); }
+  int64_t i64(const std::string& name) const {
+    try {
+      size_t used;
+      int64_t v = std::stoll(str(name), &used);
+      if (used == str(name).size()) return v;
+    } catch (const std::exception&) {}
+    fail("--" + name + " expects an integer, got '" + str(name) + "'");
+  }
+  double f64(const std::string& name) const {
+    try {
+      size_t used;
+      double v = std::stod(str(name), &used);
+      if (used == str(name).size()) return v;
+    } catch (const std::exception&) {}
+    fail("--" + name + " expects a number, got '" + str(name) + "'");
+  }
+  bool boolean(const std::string& name) const {
+    const std::string& v = str(name);
+    if (v == "1" || v == "true" || v == "yes") return true;
+    if (v == "0" || v == "false" || v == "no") return false;
+    fail("--" + name + " expects true or false, got '" + v + "'");
+  }
+  // Reports a bad value found after parsing (e.g. an unknown choice) the same way.
+  [[noreturn]] void fail(const std::string& msg) const {
+    std::fprintf(stderr, "%s: %s\n\n", program_.c_str(), msg.c_str());
+    usage(stderr);
+    std::exit(2);
+  }
+
+ private:
+  void usage(FILE* f) const {
+    std::fprintf(f, "usage: %s [flags]\n%s\n\nflags:\n", program_.c_str(), about_.c_str());
+    for (const auto& n : order_)
+      std::fprintf(f, "  --%-14s %s (default: %s)\n", n.c_str(), help_.at(n).c_str(),
+                   values_.at(n).c_str());
+  }
+  std::string program_, about_;
+  std::vector<std::string> order_;
+  std::map<std::string, std::string> values_, help_;
+};
+
+}  // namespace fathom::examples

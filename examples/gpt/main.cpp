@@ -1,0 +1,121 @@
+// A character-level (byte-level) GPT trained on a text file: by default a corpus of quotations
+// from Debian's `fortunes` package. Prints the loss, tokens/s and a generated sample.
+//
+//   ./build/examples/gpt --steps 2000 --config small
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "examples/flags.h"
+#include "fathom.h"
+#include "nn/data/text.h"
+#include "optim/clip.h"
+#include "optim/grad_scaler.h"
+#include "optim/schedule.h"
+
+using namespace fathom;
+
+namespace {
+
+struct Preset {
+  int64_t n_layer, n_head, n_embd, block, batch;
+};
+// tiny and small match ../shared/anchors/torch_gpt_bench.py's configs.
+Preset preset(const std::string& name, const examples::Flags& flags) {
+  if (name == "tiny") return {4, 4, 128, 64, 16};
+  if (name == "small") return {6, 6, 384, 256, 64};
+  flags.fail("--config must be tiny or small, got '" + name + "'");
+}
+
+std::string printable(const std::vector<double>& tokens, size_t from) {
+  std::string s;
+  for (size_t i = from; i < tokens.size(); ++i) {
+    int c = int(tokens[i]);
+    s += (c == '\n' || c == '\t' || (c >= 32 && c < 127)) ? char(c) : '?';
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  examples::Flags flags("gpt", "Trains a byte-level GPT on a text file and samples from it.");
+  flags.add("data", data::kDefaultCorpus, "text file to train on (any bytes)")
+      .add("config", "tiny", "model size: tiny (L4 H4 C128 T64 B16) or small (L6 H6 C384 T256 B64)")
+      .add("steps", "1000", "training steps")
+      .add("batch", "0", "batch size (0: the config's)")
+      .add("lr", "1e-3", "peak learning rate (AdamW), cosine decay after warmup")
+      .add("warmup", "100", "linear warmup steps")
+      .add("clip", "1.0", "global gradient-norm clip (0: off)")
+      .add("dropout", "0.0", "dropout probability")
+      .add("seed", "0", "seed for initialisation, batches and sampling")
+      .add("device", "cpu", "cpu or cuda[:N]")
+      .add("dtype", "f32", "f32, bf16 or f16 (f16 uses dynamic loss scaling)")
+      .add("log-every", "50", "print loss and tokens/s every N steps")
+      .add("sample", "300", "bytes to generate at the end (0: none)");
+  flags.parse(argc, argv);
+  Preset p = preset(flags.str("config"), flags);
+  int64_t steps = flags.i64("steps"), log_every = std::max<int64_t>(1, flags.i64("log-every"));
+  int64_t B = flags.i64("batch") > 0 ? flags.i64("batch") : p.batch, T = p.block;
+  if (steps < 1) flags.fail("--steps must be at least 1");
+  DType dt;
+  Device dev;
+  try {
+    dt = parse_dtype(flags.str("dtype"));
+    dev = Device::parse(flags.str("device"));
+  } catch (const Error& e) {
+    flags.fail(e.what());
+  }
+  if (!is_floating(dt) || dt == DType::f64) flags.fail("--dtype must be f32, bf16 or f16");
+
+  try {
+    data::TextDataset text(flags.str("data"));
+    uint64_t seed = uint64_t(flags.i64("seed"));
+    Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);
+    nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, flags.f64("dropout")};
+    auto model = std::make_shared<nn::GPT>(cfg, &init_gen);
+    model->to(dev);
+    model->to(dt);
+    optim::AdamW opt(model->named_parameters(), {.lr = flags.f64("lr"), .weight_decay = 0.1});
+    optim::GradScaler scaler({.enabled = dt == DType::f16});
+    auto sched = optim::LRSchedule::cosine(flags.f64("lr"), steps,
+                                           std::min(flags.i64("warmup"), steps - 1), flags.f64("lr") / 10);
+    std::printf("gpt: %s, %lld parameters, B=%lld T=%lld, %s on %s, corpus '%s' (%lld bytes, "
+                "unigram entropy %.3f nats)\n", flags.str("config").c_str(),
+                (long long)model->num_parameters(), (long long)B, (long long)T, dtype_name(dt),
+                dev.str().c_str(), flags.str("data").c_str(), (long long)text.size(),
+                text.unigram_entropy());
+
+    auto t0 = std::chrono::steady_clock::now();
+    double window = 0;
+    for (int64_t step = 0; step < steps; ++step) {
+      auto [x, y] = text.batch(B, T, batch_gen);
+      opt.set_lr(sched.at(step));
+      opt.zero_grad();
+      Tensor loss = model->forward(x.to(dev), y.to(dev));
+      (scaler.scale() == 1.0 ? loss : loss * scaler.scale()).backward();
+      scaler.step(opt, flags.f64("clip"));
+      window += loss.item<double>();
+      if ((step + 1) % log_every == 0 || step + 1 == steps) {
+        int64_t n = (step + 1) % log_every ? (step + 1) % log_every : log_every;
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("step %5lld/%lld  loss %.4f  lr %.2e  norm %.3f  %.0f tokens/s\n",
+                    (long long)(step + 1), (long long)steps, window / double(n), opt.lr(),
+                    scaler.last_grad_norm(), double(n * B * T) / s);
+        std::fflush(stdout);
+        window = 0;
+        t0 = std::chrono::steady_clock::now();
+      }
+    }
+    if (flags.i64("sample") > 0) {
+      std::string prompt = "\n";
+      Tensor idx = ops::to(from_vector(std::vector<int64_t>{'\n'}, {1, 1}), dev);
+      Tensor out = model->generate(idx, flags.i64("sample"), 0.8, &sample_gen);
+      std::printf("--- sample ---\n%s\n--------------\n", printable(to_vector(out), 1).c_str());
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "gpt: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,19 @@
+#pragma once
+#include "core/random.h"
+#include "nn/module.h"
+
+namespace fathom::nn {
+
+// Zeroes elements with probability p and scales the rest by 1/(1-p) in training mode; the
+// identity in eval mode. Masks come from gen (which must outlive the module) or the default
+// generator.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, Generator* gen = nullptr);
+  Tensor forward(const Tensor& x) override;
+
+  double p;
+  Generator* gen;
+};
+
+}  // namespace fathom::nn

@@ -1,0 +1,20 @@
+#include "nn/embedding.h"
+
+#include "autograd/ops.h"
+#include "core/ops/factory.h"
+#include "nn/init.h"
+
+namespace fathom::nn {
+
+Embedding::Embedding(const EmbeddingOptions& opts, Generator* gen)
+    : Module("Embedding"), options(opts) {
+  FATHOM_CHECK(opts.num_embeddings() > 0 && opts.embedding_dim() > 0,
+               "Embedding: num_embeddings ", opts.num_embeddings(), " and embedding_dim ",
+               opts.embedding_dim(), " must be positive");
+  weight = register_parameter("weight", empty({opts.num_embeddings(), opts.embedding_dim()}));
+  init::normal_(weight, 0.0, 1.0, gen);
+}
+
+Tensor Embedding::forward(const Tensor& ids) { return embedding(weight, ids); }
+
+}  // namespace fathom::nn

@@ -1,0 +1,23 @@
+#include "nn/layer_norm.h"
+
+#include "autograd/ops.h"
+#include "core/ops/factory.h"
+
+namespace fathom::nn {
+
+LayerNorm::LayerNorm(const LayerNormOptions& opts) : Module("LayerNorm"), options(opts) {
+  FATHOM_CHECK(opts.normalized_shape() > 0, "LayerNorm: normalized_shape ",
+               opts.normalized_shape(), " must be positive");
+  if (opts.elementwise_affine()) {
+    weight = register_parameter("weight", ones({opts.normalized_shape()}));
+    if (opts.bias()) bias = register_parameter("bias", zeros({opts.normalized_shape()}));
+  }
+}
+
+Tensor LayerNorm::forward(const Tensor& x) {
+  FATHOM_CHECK(x.dim() >= 1 && x.size(-1) == options.normalized_shape(), "LayerNorm: input ",
+               x.desc(), " must end in ", options.normalized_shape());
+  return layer_norm(x, weight, bias, options.eps());
+}
+
+}  // namespace fathom::nn

@@ -1,0 +1,26 @@
+#include "nn/linear.h"
+
+#include <cmath>
+
+#include "core/ops/factory.h"
+#include "nn/functional.h"
+#include "nn/init.h"
+
+namespace fathom::nn {
+
+Linear::Linear(const LinearOptions& opts, Generator* gen) : Module("Linear"), options(opts) {
+  FATHOM_CHECK(opts.in_features() > 0 && opts.out_features() > 0, "Linear: in_features ",
+               opts.in_features(), " and out_features ", opts.out_features(),
+               " must be positive");
+  double bound = 1.0 / std::sqrt(double(opts.in_features()));
+  weight = register_parameter("weight", empty({opts.out_features(), opts.in_features()}));
+  init::uniform_(weight, -bound, bound, gen);
+  if (opts.bias()) {
+    bias = register_parameter("bias", empty({opts.out_features()}));
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) { return functional::linear(x, weight, bias); }
+
+}  // namespace fathom::nn

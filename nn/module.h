@@ -1,0 +1,87 @@
+#pragma once
+// Module: named parameters, buffers and submodules, like torch::nn::Module, held by
+// std::shared_ptr (auto model = std::make_shared<nn::GPT>(cfg)) with one class name per module.
+//
+// Names are registered per module and joined with dots by named_parameters()
+// ("blocks.0.attn.qkv.weight"); checkpoints and DDP key everything by these names, so a name
+// containing a dot is refused. A tensor registered under two names (tied weights) is listed once,
+// under the first name reached.
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/grad_mode.h"
+#include "core/tensor.h"
+
+namespace fathom::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  explicit Module(std::string type_name = "Module");
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // The one-tensor forward that Sequential chains; a module whose forward takes other
+  // arguments leaves it as is, and calling it is an error naming the module.
+  virtual Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  const std::string& type_name() const { return type_name_; }
+
+  // Registration: returns what was registered. A parameter is made a leaf that requires grad
+  // (when floating point and requires_grad); a buffer (running statistics, masks) gets no grad
+  // but moves with to() and is saved with the parameters.
+  Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
+  Tensor register_buffer(const std::string& name, Tensor t);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    add_child(name, module);
+    return module;
+  }
+
+  NamedTensors named_parameters(bool recurse = true) const;
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  NamedTensors named_buffers(bool recurse = true) const;
+  std::vector<Tensor> buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const {
+    return children_;
+  }
+  // This module (named "") and every descendant, depth first, in registration order.
+  std::vector<std::pair<std::string, Module*>> named_modules();
+  int64_t num_parameters() const;
+
+  // Training mode, for this module and all below it (dropout reads it).
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Moves or casts parameters and buffers (and their gradients) in place: every handle to a
+  // parameter (a tied weight, an optimizer's list) sees the change. to(DType) casts only
+  // floating-point tensors, as PyTorch does.
+  void to(Device device);
+  void to(DType dtype);
+  // Drops every parameter's gradient (set_to_none, as PyTorch's default).
+  void zero_grad();
+  // Calls fn on every descendant, then on this module (PyTorch's order).
+  void apply(const std::function<void(Module&)>& fn);
+
+ private:
+  void add_child(const std::string& name, std::shared_ptr<Module> module);
+  void check_name(const std::string& name, const char* what) const;
+  void collect(const std::string& prefix, bool recurse, bool params, NamedTensors& out,
+               std::vector<const TensorImpl*>& seen) const;
+  void convert(const std::function<Tensor(const Tensor&)>& fn);
+
+  std::string type_name_;
+  bool training_ = true;
+  NamedTensors params_;
+  NamedTensors buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+}  // namespace fathom::nn

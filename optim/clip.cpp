@@ -1,0 +1,35 @@
+#include "optim/clip.h"
+
+#include <cmath>
+
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+
+namespace fathom::optim {
+
+double grad_norm(const std::vector<Tensor>& grads) {
+  double total = 0;
+  for (const Tensor& g : grads) {
+    if (!g.defined() || g.numel() == 0) continue;
+    total += ops::sum(ops::unary(UnaryOp::square, ops::to(g, DType::f32))).item<double>();
+  }
+  return std::sqrt(total);
+}
+
+double clip_coefficient(double norm, double max_norm) {
+  FATHOM_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be > 0, got ", max_norm);
+  if (!std::isfinite(norm)) return 1.0;
+  return std::min(1.0, max_norm / (norm + 1e-6));
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& grads, double max_norm) {
+  double norm = grad_norm(grads);
+  double c = clip_coefficient(norm, max_norm);
+  if (c < 1.0)
+    for (const Tensor& g : grads)
+      if (g.defined()) ops::mul_(g, c);
+  return norm;
+}
+
+}  // namespace fathom::optim

@@ -1,0 +1,267 @@
+#include "parallel/ddp.h"
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "autograd/meta.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/factory.h"
+#include "core/ops/shape.h"
+
+namespace fathom::parallel {
+
+DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> module,
+                                                 std::shared_ptr<comm::ProcessGroup> group,
+                                                 DDPOptions options)
+    : module_(std::move(module)), group_(std::move(group)), o_(std::move(options)) {
+  FATHOM_CHECK(module_ && group_, "DistributedDataParallel: needs a module and a process group");
+  FATHOM_CHECK(is_floating(o_.grad_dtype), "DistributedDataParallel: grad_dtype must be floating "
+               "point, got ", dtype_name(o_.grad_dtype));
+  FATHOM_CHECK(!o_.compressor || o_.grad_dtype == DType::f32, "DistributedDataParallel: ",
+               o_.compressor ? o_.compressor->name() : "", " compression needs grad_dtype f32");
+  FATHOM_CHECK(o_.bucket_cap_mb > 0 && o_.first_bucket_cap_mb > 0,
+               "DistributedDataParallel: bucket caps must be positive");
+  for (auto& [name, t] : module_->named_parameters())
+    if (t.requires_grad()) params_.push_back({name, t});
+  FATHOM_CHECK(!params_.empty(), "DistributedDataParallel: the module has no parameter that requires grad");
+  for (const Param& p : params_)
+    FATHOM_CHECK(p.tensor.device() == params_[0].tensor.device(), "DistributedDataParallel: "
+                 "parameters on different devices: '", params_[0].name, "' ", params_[0].tensor.desc(),
+                 " and '", p.name, "' ", p.tensor.desc());
+
+  // Every rank must hold the same parameters; then all start from rank 0's values.
+  int64_t total = 0;
+  for (const Param& p : params_) total += p.tensor.numel();
+  Device dev = params_[0].tensor.device();
+  Tensor mine = ops::to(from_vector(std::vector<int64_t>{int64_t(params_.size()), total}, {2}), dev);
+  Tensor all = empty({2 * int64_t(group_->size())}, {DType::i64, dev});
+  group_->allgather(all, mine)->wait();
+  auto counts = to_vector(all);
+  for (int r = 0; r < group_->size(); ++r)
+    FATHOM_CHECK(counts[2 * r] == double(params_.size()) && counts[2 * r + 1] == double(total),
+                 "DistributedDataParallel: rank ", r, " of group '", group_->name(), "' has ",
+                 int64_t(counts[2 * r]), " parameters with ", int64_t(counts[2 * r + 1]),
+                 " values, this rank ", params_.size(), " with ", total, ": the model differs");
+  {
+    NoGradGuard no_grad;
+    std::vector<comm::WorkPtr> works;
+    for (const Param& p : params_) works.push_back(group_->broadcast(p.tensor, 0));
+    for (auto& [name, b] : module_->named_buffers()) works.push_back(group_->broadcast(b, 0));
+    comm::wait_all(works);
+  }
+
+  std::vector<int> order;
+  for (int i = int(params_.size()) - 1; i >= 0; --i) order.push_back(i);
+  build_buckets(order);
+  for (int i = 0; i < int(params_.size()); ++i)
+    params_[i].hook = autograd::register_post_accumulate_hook(
+        params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
+  if (!o_.trace_path.empty()) {
+    std::string path = o_.trace_path + ".rank" + std::to_string(group_->rank()) + ".jsonl";
+    trace_ = std::fopen(path.c_str(), "w");
+    FATHOM_CHECK(trace_, "DistributedDataParallel: cannot write the trace to '", path, "'");
+  }
+}
+
+DistributedDataParallel::~DistributedDataParallel() {
+  for (Param& p : params_)
+    if (p.hook >= 0) autograd::remove_hook(p.tensor, p.hook);
+  if (trace_) std::fclose(trace_);
+}
+
+void DistributedDataParallel::build_buckets(const std::vector<int>& order) {
+  buckets_.clear();
+  const double elt = double(itemsize(o_.grad_dtype));
+  Device dev = params_[0].tensor.device();
+  Bucket cur;
+  int64_t numel = 0;
+  auto flush = [&] {
+    // Rounded up to whole groups of 4 for the 2:4 compressor; the padding stays zero.
+    cur.buffer = zeros({(numel + 3) / 4 * 4}, {o_.grad_dtype, dev});
+    cur.pending = int(cur.params.size());
+    buckets_.push_back(std::move(cur));
+    cur = Bucket();
+    numel = 0;
+  };
+  for (int idx : order) {
+    Param& p = params_[idx];
+    double cap = (buckets_.empty() ? o_.first_bucket_cap_mb : o_.bucket_cap_mb) * 1048576.0;
+    if (!cur.params.empty() && double(numel + p.tensor.numel()) * elt > cap) flush();
+    p.bucket = int(buckets_.size());
+    p.offset = numel;
+    cur.params.push_back(idx);
+    numel += p.tensor.numel();
+  }
+  if (!cur.params.empty()) flush();
+  next_launch_ = 0;
+}
+
+Tensor DistributedDataParallel::slot(const Param& p) const {
+  return ops::view(ops::narrow(buckets_[p.bucket].buffer, 0, p.offset, p.tensor.numel()),
+                   p.tensor.shape());
+}
+
+double DistributedDataParallel::now_us() const {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - step_start_)
+      .count();
+}
+
+void DistributedDataParallel::prepare_forward() {
+  step_start_ = std::chrono::steady_clock::now();
+  if (!reset_pending_) return;  // inside gradient accumulation: keep adding
+  if (!rebuilt_ && ready_order_.size() == params_.size()) {
+    // Rank 0's ready order for everyone, so all ranks build the same buckets.
+    std::vector<int64_t> ord(ready_order_.begin(), ready_order_.end());
+    Tensor t = ops::to(from_vector(ord, {int64_t(ord.size())}), params_[0].tensor.device());
+    group_->broadcast(t, 0)->wait();
+    std::vector<int> order;
+    for (double v : to_vector(t)) order.push_back(int(v));
+    // Error-feedback residuals follow their parameters into the new buckets.
+    std::vector<Tensor> res(params_.size());
+    if (o_.compressor)
+      for (size_t k = 0; k < buckets_.size(); ++k)
+        if (Tensor r = o_.compressor->residual(int(k)); r.defined())
+          for (int i : buckets_[k].params)
+            res[i] = ops::clone(ops::narrow(r, 0, params_[i].offset, params_[i].tensor.numel()));
+    build_buckets(order);
+    if (o_.compressor)
+      for (size_t k = 0; k < buckets_.size(); ++k) {
+        Tensor r = zeros({buckets_[k].buffer.numel()}, {DType::f32, buckets_[k].buffer.device()});
+        for (int i : buckets_[k].params)
+          if (res[i].defined())
+            ops::copy_(ops::narrow(r, 0, params_[i].offset, params_[i].tensor.numel()), res[i]);
+        o_.compressor->set_residual(int(k), r);
+      }
+    rebuilt_ = true;
+    if (optimizer_) attach(*optimizer_);
+  }
+  bytes_at_start_ = group_->stats()[comm::OpKind::allreduce].bytes;
+  for (Bucket& b : buckets_) ops::fill_(b.buffer, 0);
+  // Backward accumulates straight into the bucket when the dtypes agree.
+  for (Param& p : params_)
+    autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype ? slot(p) : Tensor();
+  reset_pending_ = false;
+}
+
+Tensor DistributedDataParallel::forward(const Tensor& x) {
+  prepare_forward();
+  return module_->forward(x);
+}
+
+void DistributedDataParallel::attach(optim::Optimizer& opt) {
+  optimizer_ = &opt;
+  for (const Param& p : params_) opt.set_grad_source(p.name, slot(p));
+}
+
+void DistributedDataParallel::on_grad_ready(int i) {
+  Param& p = params_[i];
+  FATHOM_CHECK(!reset_pending_, "DistributedDataParallel: backward ran without a forward through "
+               "DDP since the last synchronized step; call ddp.forward(x) (or ddp.prepare_forward() "
+               "before the module's own forward)");
+  if (!in_backward_) {
+    in_backward_ = true;
+    autograd::queue_callback([this] { finish_backward(); });
+  }
+  Tensor s = slot(p);
+  Tensor g = p.tensor.grad();
+  bool in_slot = g.defined() && g.impl().storage == s.impl().storage && g.offset() == s.offset();
+  if (g.defined() && !in_slot) ops::add_(s, g);  // a fresh gradient (grads were zeroed, or a half dtype)
+  autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype ? s : Tensor();
+  if (!sync_enabled_) return;
+  FATHOM_CHECK(!p.ready, "DistributedDataParallel: parameter '", p.name, "' got its gradient twice "
+               "before a synchronization (two backward passes through one forward?)");
+  p.ready = true;
+  if (!rebuilt_) ready_order_.push_back(i);
+  Bucket& b = buckets_[p.bucket];
+  if (--b.pending == 0) b.timing.ready_us = now_us();
+  launch_ready_buckets();
+  poll_completions();
+}
+
+void DistributedDataParallel::launch_ready_buckets() {
+  while (next_launch_ < int(buckets_.size()) && buckets_[next_launch_].pending == 0) {
+    int k = next_launch_++;
+    Bucket& b = buckets_[k];
+    b.timing.bucket = k;
+    b.timing.numel = b.buffer.numel();
+    b.timing.launch_us = now_us();
+    b.work = o_.compressor ? o_.compressor->start(*group_, k, b.buffer)
+                           : group_->allreduce(b.buffer, comm::ReduceOp::avg);
+  }
+}
+
+void DistributedDataParallel::poll_completions() {
+  for (int k = 0; k < next_launch_; ++k)
+    if (buckets_[k].timing.done_us == 0 && buckets_[k].work && buckets_[k].work->is_completed())
+      buckets_[k].timing.done_us = now_us();
+}
+
+void DistributedDataParallel::finish_backward() {
+  in_backward_ = false;
+  if (!sync_enabled_) return;  // gradients stay local until a synchronized backward
+  double backward_end = now_us();
+  std::string unused;
+  for (Param& p : params_) {
+    if (p.ready) continue;
+    unused += (unused.empty() ? "'" : ", '") + p.name + "'";
+    p.ready = true;
+    if (!rebuilt_) ready_order_.push_back(int(&p - params_.data()));
+    if (--buckets_[p.bucket].pending == 0) buckets_[p.bucket].timing.ready_us = backward_end;
+  }
+  if (!unused.empty() && !o_.find_unused_parameters) {
+    // Launch what is left so the other ranks are not left waiting, then fail.
+    launch_ready_buckets();
+    for (Bucket& b : buckets_) if (b.work) b.work->wait();
+    detail::fail("DistributedDataParallel: parameters got no gradient in this backward pass: ",
+                 unused, ". Make every parameter take part in the loss, or construct DDP with "
+                 "find_unused_parameters = true");
+  }
+  launch_ready_buckets();
+  for (size_t k = 0; k < buckets_.size(); ++k) {
+    Bucket& b = buckets_[k];
+    b.work->wait();
+    if (b.timing.done_us == 0) b.timing.done_us = now_us();
+    if (o_.compressor) o_.compressor->finish(int(k), b.buffer);
+  }
+  if (o_.compressor) o_.compressor->next_step();
+
+  stats_.bytes_sent = group_->stats()[comm::OpKind::allreduce].bytes - bytes_at_start_;
+  stats_.bytes_uncompressed = 0;
+  stats_.buckets.clear();
+  for (const Param& p : params_) stats_.bytes_uncompressed += uint64_t(p.tensor.numel()) * 4;
+  for (const Bucket& b : buckets_) stats_.buckets.push_back(b.timing);
+  stats_.backward_end_us = backward_end;
+  stats_.sync_end_us = now_us();
+  write_trace();
+  ++stats_.step;
+
+  for (Param& p : params_) p.ready = false;
+  for (Bucket& b : buckets_) {
+    b.pending = int(b.params.size());
+    b.work.reset();
+    b.timing = BucketTiming();
+  }
+  next_launch_ = 0;
+  reset_pending_ = true;
+}
+
+void DistributedDataParallel::write_trace() {
+  if (!trace_) return;
+  for (const BucketTiming& t : stats_.buckets)
+    std::fprintf(trace_,
+                 "{\"step\":%lld,\"bucket\":%d,\"numel\":%lld,\"ready_us\":%.1f,\"launch_us\":%.1f,"
+                 "\"done_us\":%.1f,\"backward_end_us\":%.1f,\"sync_end_us\":%.1f}\n",
+                 (long long)stats_.step, t.bucket, (long long)t.numel, t.ready_us, t.launch_us,
+                 t.done_us, stats_.backward_end_us, stats_.sync_end_us);
+  std::fflush(trace_);
+}
+
+std::vector<std::vector<std::string>> DistributedDataParallel::bucket_layout() const {
+  std::vector<std::vector<std::string>> out;
+  for (const Bucket& b : buckets_) {
+    out.emplace_back();
+    for (int i : b.params) out.back().push_back(params_[i].name);
+  }
+  return out;
+}
+
+}  // namespace fathom::parallel

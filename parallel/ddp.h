@@ -1,0 +1,145 @@
+#pragma once
+// DistributedDataParallel: every rank holds the whole model, computes gradients on its shard of
+// the batch, and DDP averages them across the group while backward is still running.
+//
+//   auto ddp = parallel::DistributedDataParallel(model, world);
+//   Tensor loss = cross_entropy(ddp.forward(x), y);
+//   loss.backward();          // buckets all-reduce as their gradients become ready
+//   opt.step();               // p.grad() is the average over ranks when backward returns
+//
+// Gradients live in flat bucket buffers (dtype options.grad_dtype, f32 by default: the "main
+// grad" of mixed precision). For a parameter of that dtype, p.grad() is a view into its bucket
+// and backward accumulates straight into it. A bf16/f16 parameter's gradient is added into its
+// f32 bucket slot by its hook; attach(optimizer) makes the optimizer read those slots.
+// Buckets (about bucket_cap_mb, the first one smaller so communication starts early) hold
+// parameters in reverse registration order at first, then, after the first step, in the order
+// their gradients actually became ready on rank 0. Bucket k is launched as soon as all its
+// gradients are ready and bucket k-1 was launched, so every rank issues the same collectives
+// in the same order. docs/ddp.md has the design and the measurements.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/compressor.h"
+#include "comm/process_group.h"
+#include "nn/module.h"
+#include "optim/optimizer.h"
+
+namespace fathom::parallel {
+
+struct DDPOptions {
+  double bucket_cap_mb = 25.0;
+  double first_bucket_cap_mb = 1.0;
+  // Parameters that get no gradient in a step are an error naming them, unless this is set:
+  // then they count as zero gradients.
+  bool find_unused_parameters = false;
+  DType grad_dtype = DType::f32;
+  std::shared_ptr<comm::Compressor> compressor;  // null: plain average
+  // When set, one JSON line per bucket per synchronized step: ready, launch, completion.
+  std::string trace_path;
+};
+
+struct BucketTiming {
+  int bucket = 0;
+  int64_t numel = 0;
+  double ready_us = 0, launch_us = 0, done_us = 0;  // since the step's forward began
+};
+
+struct DDPStepStats {
+  int64_t step = 0;
+  uint64_t bytes_sent = 0;        // payload this rank gave to the collectives in this step
+  uint64_t bytes_uncompressed = 0;  // what a plain f32 all-reduce of the gradients would send
+  double backward_end_us = 0;     // when the last gradient became ready
+  double sync_end_us = 0;         // when every bucket was reduced
+  std::vector<BucketTiming> buckets;
+};
+
+class DistributedDataParallel {
+ public:
+  DistributedDataParallel(std::shared_ptr<nn::Module> module,
+                          std::shared_ptr<comm::ProcessGroup> group, DDPOptions options = {});
+  ~DistributedDataParallel();
+  DistributedDataParallel(const DistributedDataParallel&) = delete;
+  DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  // Runs the module's forward after prepare_forward().
+  Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
+  // For modules whose forward takes other arguments: call this, then the module yourself.
+  void prepare_forward();
+
+  nn::Module& module() { return *module_; }
+  comm::ProcessGroup& group() { return *group_; }
+
+  // Backward passes inside the guard accumulate gradients locally; the first one outside it
+  // adds its gradients and synchronizes the sum (gradient accumulation).
+  class NoSync {
+   public:
+    explicit NoSync(DistributedDataParallel& d) : d_(d), prev_(d.sync_enabled_) { d_.sync_enabled_ = false; }
+    ~NoSync() { d_.sync_enabled_ = prev_; }
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    DistributedDataParallel& d_;
+    bool prev_;
+  };
+  NoSync no_sync() { return NoSync(*this); }
+
+  // The optimizer reads the reduced gradients from the buckets (needed for half-precision
+  // parameters; harmless otherwise). Re-applied when buckets are rebuilt.
+  void attach(optim::Optimizer& opt);
+
+  const DDPStepStats& last_step() const { return stats_; }
+  // Parameter names of each bucket, in launch order.
+  std::vector<std::vector<std::string>> bucket_layout() const;
+
+ private:
+  struct Param {
+    std::string name;
+    Tensor tensor;
+    int bucket = -1;
+    int64_t offset = 0;  // in the bucket buffer
+    bool ready = false;
+    int64_t hook = -1;
+  };
+  struct Bucket {
+    std::vector<int> params;
+    Tensor buffer;  // flat [numel rounded up to 4], grad_dtype
+    int pending = 0;
+    bool launched = false;
+    comm::WorkPtr work;
+    BucketTiming timing;
+  };
+
+  void build_buckets(const std::vector<int>& order);
+  void on_grad_ready(int index);
+  void launch_ready_buckets();
+  void finish_backward();
+  void poll_completions();
+  Tensor slot(const Param& p) const;
+  double now_us() const;
+  void write_trace();
+
+  std::shared_ptr<nn::Module> module_;
+  std::shared_ptr<comm::ProcessGroup> group_;
+  DDPOptions o_;
+  std::vector<Param> params_;
+  std::vector<Bucket> buckets_;
+  int next_launch_ = 0;
+  bool sync_enabled_ = true;
+  bool reset_pending_ = true;   // the next backward starts from zero gradients
+  bool prepared_ = false;       // prepare_forward ran since the last synchronized backward
+  bool in_backward_ = false;    // a finish callback is queued for the running backward
+  bool rebuilt_ = false;
+  uint64_t bytes_at_start_ = 0;   // the group's all-reduce byte counter when the step began
+  std::vector<int> ready_order_;  // first synchronized step: the order gradients came in
+  optim::Optimizer* optimizer_ = nullptr;
+  std::chrono::steady_clock::time_point step_start_;
+  DDPStepStats stats_;
+  FILE* trace_ = nullptr;
+};
+
+}  // namespace fathom::parallel

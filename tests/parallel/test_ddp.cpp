@@ -1,0 +1,183 @@
+// DDP against the single-process run: every rank also trains an unwrapped copy of the model on
+// the whole global batch, which is what one process would do; the two must agree.
+#include "testing.h"
+
+#include "comm/comm.h"
+#include "comm/compressor.h"
+#include "optim/optimizer.h"
+#include "parallel/ddp.h"
+
+using namespace fathom;
+using namespace fathom::testing;
+
+namespace {
+
+// Registers fc2 before fc1 but runs fc1 first, so the gradient-ready order differs from the
+// reverse registration order and the bucket rebuild has something to change.
+class Net : public nn::Module {
+ public:
+  explicit Net(uint64_t seed, bool with_unused = false) : Module("Net") {
+    Generator g(seed);
+    fc2 = register_module("fc2", std::make_shared<nn::Linear>(nn::LinearOptions(16, 5), &g));
+    fc1 = register_module("fc1", std::make_shared<nn::Linear>(nn::LinearOptions(12, 16), &g));
+    if (with_unused) spare = register_parameter("spare", randn({3}, kFloat32, &g));
+  }
+  Tensor forward(const Tensor& x) override { return fc2->forward(relu(fc1->forward(x))); }
+  std::shared_ptr<nn::Linear> fc1, fc2;
+  Tensor spare;
+};
+
+std::shared_ptr<comm::ProcessGroup> world() {
+  return comm::init().world;
+}
+
+// The global batch of step s: inputs [16, 12] and labels [16], the same on every rank.
+std::pair<Tensor, Tensor> global_batch(int64_t s) {
+  Generator g(1000 + uint64_t(s));
+  Tensor x = randn({16, 12}, kFloat32, &g);
+  Tensor y = ops::to(ops::to(uniform({16}, 0, 5, kFloat32, &g), kInt64), Device::cpu());
+  return {x, y};
+}
+
+Tensor shard(const Tensor& t, int rank, int world) {
+  int64_t n = t.size(0) / world;
+  return ops::contiguous(ops::narrow(t, 0, rank * n, n));
+}
+
+void expect_same_params(nn::Module& a, nn::Module& b, double rtol) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    INFO(pa[i].first);
+    expect_close(pa[i].second, pb[i].second, rtol, 1e-7, pa[i].first);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("DDP on a split batch equals one process on the whole batch, through a bucket rebuild", "[parallel]") {
+  auto pg = world();
+  int r = pg->rank(), w = pg->size();
+  for (bool adam : {false, true}) {
+    auto model = std::make_shared<Net>(7), ref = std::make_shared<Net>(7);
+    parallel::DDPOptions o;
+    o.bucket_cap_mb = o.first_bucket_cap_mb = 0.0004;  // ~100 floats: several buckets
+    parallel::DistributedDataParallel ddp(model, pg, o);
+    auto before = ddp.bucket_layout();
+    REQUIRE(before.size() > 1);
+    std::unique_ptr<optim::Optimizer> opt, opt_ref;
+    if (adam) {
+      opt = std::make_unique<optim::AdamW>(model->named_parameters(), optim::AdamWOptions{.lr = 0.01});
+      opt_ref = std::make_unique<optim::AdamW>(ref->named_parameters(), optim::AdamWOptions{.lr = 0.01});
+    } else {
+      opt = std::make_unique<optim::SGD>(model->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+      opt_ref = std::make_unique<optim::SGD>(ref->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+    }
+    ddp.attach(*opt);
+    for (int64_t s = 0; s < 10; ++s) {
+      auto [x, y] = global_batch(s);
+      opt->zero_grad();
+      cross_entropy(ddp.forward(shard(x, r, w)), shard(y, r, w)).backward();
+      opt->step();
+      opt_ref->zero_grad();
+      cross_entropy(ref->forward(x), y).backward();
+      opt_ref->step();
+      if (s == 0) {
+        // p.grad() is the average over ranks: the whole batch's gradient.
+        expect_close(model->fc1->weight.grad(), ref->fc1->weight.grad(), 1e-5, 1e-7, "grad");
+      }
+    }
+    CHECK(ddp.bucket_layout() != before);  // rebuilt from the real gradient order
+    CHECK(ddp.bucket_layout().front().front().rfind("fc2.", 0) == 0);
+    expect_same_params(*model, *ref, 1e-6);
+  }
+}
+
+TEST_CASE("DDP no_sync accumulation equals one process on the bigger batch", "[parallel]") {
+  auto pg = world();
+  int r = pg->rank(), w = pg->size();
+  auto model = std::make_shared<Net>(3), ref = std::make_shared<Net>(3);
+  parallel::DistributedDataParallel ddp(model, pg);
+  optim::SGD opt(model->named_parameters(), {.lr = 0.05});
+  optim::SGD opt_ref(ref->named_parameters(), {.lr = 0.05});
+  uint64_t bytes_before = pg->stats()[comm::OpKind::allreduce].bytes;
+  for (int64_t s = 0; s < 3; ++s) {
+    auto [x1, y1] = global_batch(2 * s);
+    auto [x2, y2] = global_batch(2 * s + 1);
+    opt.zero_grad();
+    {
+      auto guard = ddp.no_sync();
+      cross_entropy(ddp.forward(shard(x1, r, w)), shard(y1, r, w)).backward();
+    }
+    CHECK(pg->stats()[comm::OpKind::allreduce].bytes == bytes_before);  // nothing sent yet
+    cross_entropy(ddp.forward(shard(x2, r, w)), shard(y2, r, w)).backward();
+    opt.step();
+    bytes_before = pg->stats()[comm::OpKind::allreduce].bytes;
+    opt_ref.zero_grad();
+    cross_entropy(ref->forward(x1), y1).backward();
+    cross_entropy(ref->forward(x2), y2).backward();
+    opt_ref.step();
+  }
+  expect_same_params(*model, *ref, 1e-6);
+}
+
+TEST_CASE("DDP: a parameter without gradient is an error naming it, unless allowed", "[parallel]") {
+  auto pg = world();
+  int r = pg->rank(), w = pg->size();
+  auto [x, y] = global_batch(0);
+  {
+    auto model = std::make_shared<Net>(5, true);
+    parallel::DistributedDataParallel ddp(model, pg);
+    Tensor loss = cross_entropy(ddp.forward(shard(x, r, w)), shard(y, r, w));
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("no gradient in this backward pass: 'spare'") &&
+                                           Catch::Contains("find_unused_parameters"));
+  }
+  auto model = std::make_shared<Net>(5, true), ref = std::make_shared<Net>(5, true);
+  parallel::DDPOptions o;
+  o.find_unused_parameters = true;
+  parallel::DistributedDataParallel ddp(model, pg, o);
+  optim::SGD opt(model->named_parameters(), {.lr = 0.1});
+  optim::SGD opt_ref(ref->named_parameters(), {.lr = 0.1});
+  for (int s = 0; s < 3; ++s) {
+    auto [xs, ys] = global_batch(s);
+    opt.zero_grad();
+    cross_entropy(ddp.forward(shard(xs, r, w)), shard(ys, r, w)).backward();
+    opt.step();
+    opt_ref.zero_grad();
+    cross_entropy(ref->forward(xs), ys).backward();
+    opt_ref.step();
+  }
+  expect_same_params(*model, *ref, 1e-6);
+}
+
+TEST_CASE("DDP with 2:4 compression: bytes on the wire match the formula", "[parallel]") {
+  auto pg = world();
+  int r = pg->rank(), w = pg->size();
+  for (DType wire : {kFloat32, kBFloat16}) {
+    auto model = std::make_shared<Net>(9);
+    parallel::DDPOptions o;
+    o.bucket_cap_mb = o.first_bucket_cap_mb = 0.0004;
+    o.compressor = std::make_shared<comm::Sparse24Compressor>(wire);
+    parallel::DistributedDataParallel ddp(model, pg, o);
+    optim::SGD opt(model->named_parameters(), {.lr = 0.1});
+    ddp.attach(opt);
+    for (int s = 0; s < 3; ++s) {
+      auto [x, y] = global_batch(s);
+      opt.zero_grad();
+      cross_entropy(ddp.forward(shard(x, r, w)), shard(y, r, w)).backward();
+      opt.step();
+      // Each bucket is padded to a multiple of 4 values and sends half of them.
+      uint64_t padded = 0;
+      for (const auto& b : ddp.last_step().buckets) padded += uint64_t(b.numel);
+      CHECK(ddp.last_step().bytes_sent == padded / 2 * itemsize(wire));
+      double ratio = double(ddp.last_step().bytes_sent) / double(ddp.last_step().bytes_uncompressed);
+      CHECK(ratio <= (wire == kFloat32 ? 0.53 : 0.28));
+    }
+    // Every rank still holds the same parameters: the decompressed average is identical.
+    for (auto& [name, p] : model->named_parameters()) {
+      Tensor mine = ops::clone(p), top = ops::clone(p);
+      pg->broadcast(top, 0)->wait();
+      CHECK(to_vector(mine) == to_vector(top));
+    }
+  }
+}
