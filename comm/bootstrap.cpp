@@ -66,6 +66,12 @@ LaunchEnv detect_launch() {
   // RANK/WORLD_SIZE is also set (e.g. exported by a wrapper script).
   if (std::getenv("OMPI_COMM_WORLD_SIZE"))
     take("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK");
+  else if (std::getenv("PMI_SIZE") && std::getenv("PMI_RANK"))  // MPICH's Hydra
+    take("mpich", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID");
+  else if (std::getenv("SLURM_PROCID") && std::getenv("SLURM_STEP_NUM_TASKS"))
+    // The step's task count: SLURM_NTASKS is the allocation's, also seen by a batch script
+    // that runs the program without srun.
+    take("slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID");
   else if (std::getenv("SLURM_PROCID") && std::getenv("SLURM_NTASKS"))
     take("slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID");
   else if (std::getenv("RANK") && std::getenv("WORLD_SIZE"))

@@ -25,7 +25,7 @@ struct InitInfo {
   // cuda:(local_rank % device count) when this build and node have GPUs, else cpu. DeepComm
   // does not make it current: the caller does (the core owns the CUDA context).
   Device device = Device::cpu();
-  std::string launcher;  // "openmpi", "slurm", "torchrun" or "single"
+  std::string launcher;  // "openmpi", "mpich", "slurm", "torchrun" or "single"
   int mpi_thread_level = 0;  // MPI_THREAD_MULTIPLE or MPI_THREAD_SERIALIZED
 };
 

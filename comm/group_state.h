@@ -105,6 +105,10 @@ struct GroupState {
   MPI_Comm side = MPI_COMM_NULL;               // debug-mode fingerprints only
   std::atomic<double> timeout_s{600};
   std::atomic<bool> closed{false};
+  // Held from numbering a call to queueing it, so that when several threads issue calls on
+  // one group, the queue order is the seq order (which of them goes first is still theirs).
+  std::mutex issue_mu;
+  std::mutex backend_mu;  // guards the lazy creation of the NCCL backend
 
   // The NCCL backend's poller, set once it exists; read by the watchdog thread.
   void set_poller(std::shared_ptr<Poller> p) {

@@ -121,9 +121,14 @@ void MpiBackend::run_collective(OpKind kind, uint64_t extra,
   c.fp.kind = uint8_t(kind);
   c.fp.extra = extra;
   c.debug = debug_enabled();
-  st_->issue(c);
-  c.body = [body = std::move(body), seq = c.seq] { body(seq); };
-  submit(std::move(c))->wait();
+  WorkPtr work;
+  {
+    std::lock_guard<std::mutex> order(st_->issue_mu);
+    st_->issue(c);
+    c.body = [body = std::move(body), seq = c.seq] { body(seq); };
+    work = submit(std::move(c));
+  }
+  work->wait();
 }
 
 void MpiBackend::check_call(const Call& c) {

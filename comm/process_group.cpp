@@ -125,6 +125,7 @@ Call make_call(OpKind kind, const Tensor& out, const Tensor& in, ReduceOp r, int
 internal::Backend& ProcessGroup::backend_for(const Tensor& t, const char* op) {
   if (!t.defined() || !t.is_cuda()) return *mpi_;
 #if FATHOM_WITH_CUDA
+  std::lock_guard<std::mutex> lk(state_->backend_mu);  // two threads' first CUDA calls
   if (!nccl_) nccl_ = internal::make_nccl_backend(state_, mpi_, t.device());
   return *nccl_;
 #else
@@ -136,6 +137,7 @@ internal::Backend& ProcessGroup::backend_for(const Tensor& t, const char* op) {
 
 WorkPtr ProcessGroup::submit(Call& c) {
   internal::Backend& b = backend_for(c.in.defined() ? c.in : c.out, op_name(c.kind));
+  std::lock_guard<std::mutex> order(state_->issue_mu);
   state_->issue(c);
   return b.submit(std::move(c));
 }
@@ -217,6 +219,7 @@ WorkPtr ProcessGroup::recv(const Tensor& t, int src, int tag) {
 WorkPtr ProcessGroup::barrier() {
   check_open(*state_, "barrier");
   Call c = make_call(OpKind::barrier, Tensor(), Tensor(), ReduceOp::sum, -1, 0);
+  std::lock_guard<std::mutex> order(state_->issue_mu);
   state_->issue(c);
   return mpi_->submit(std::move(c));
 }

@@ -9,7 +9,8 @@
 // tensors to the NCCL backend (one communication stream per group, ordered after the compute
 // stream by events). Every rank of a group must issue the group's collectives in the same
 // order; a watchdog turns a hang into an error naming the collective, the group and the ranks
-// that did not arrive (docs/comm.md).
+// that did not arrive (docs/comm.md). Calls may come from several threads, but then the
+// program must order them itself, or ranks may see different orders.
 //
 // In place where PyTorch is in place: allreduce and broadcast overwrite their tensor;
 // allgather writes into `out` ([size * n] for an input of n elements), reduce_scatter reads
@@ -90,7 +91,9 @@ class ProcessGroup {
   WorkPtr broadcast(const Tensor& t, int root);
   WorkPtr allgather(const Tensor& out, const Tensor& in);
   WorkPtr reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op = ReduceOp::sum);
-  // Point to point; tag >= 0 tells apart several messages between the same pair.
+  // Point to point, nonblocking on both sides (crossing sends do not deadlock on the CPU).
+  // A tag in [0, 32000) tells apart messages between the same pair; NCCL has no tags and
+  // matches CUDA sends and recvs in issue order.
   WorkPtr send(const Tensor& t, int dst, int tag = 0);
   WorkPtr recv(const Tensor& t, int src, int tag = 0);
   WorkPtr barrier();

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -111,19 +112,27 @@ void open_side_channel(MPI_Comm world) {
   MPI_Comm_rank(world, &c.rank);
   int size = 1;
   MPI_Comm_size(world, &size);
+  // A rank that cannot listen still takes part in the exchange (with no address): the watchdog
+  // then reports its peers as unreachable instead of init failing.
+  Address mine;
   c.listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  FATHOM_CHECK(c.listen_fd >= 0, "comm::init: watchdog side channel: socket(): ", std::strerror(errno));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_ANY);
   sa.sin_port = 0;  // any free port
   socklen_t len = sizeof sa;
-  FATHOM_CHECK(::bind(c.listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
-                   ::listen(c.listen_fd, 128) == 0 &&
-                   ::getsockname(c.listen_fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0,
-               "comm::init: watchdog side channel: cannot listen on a TCP port: ",
-               std::strerror(errno));
-  Address mine = local_address(ntohs(sa.sin_port));
+  if (c.listen_fd >= 0 && ::bind(c.listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+      ::listen(c.listen_fd, 128) == 0 &&
+      ::getsockname(c.listen_fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
+    mine = local_address(ntohs(sa.sin_port));
+  } else {
+    std::fprintf(stderr,
+                 "[DeepComm rank %d] warning: the watchdog cannot listen on a TCP port (%s); a "
+                 "hang will still end the job, but without peers' positions\n",
+                 c.rank, std::strerror(errno));
+    if (c.listen_fd >= 0) ::close(c.listen_fd);
+    c.listen_fd = -1;
+  }
   c.addrs.assign(size_t(size), Address{});
   FATHOM_MPI_CHECK(MPI_Allgather(&mine, sizeof(Address), MPI_BYTE, c.addrs.data(), sizeof(Address),
                                  MPI_BYTE, world),

@@ -69,6 +69,8 @@ std::string explain(const PeerStatus& s, const Overdue& od, bool* arrived) {
   } else if (s.oldest_seq >= 0 && s.oldest_seq < od.seq) {
     os << "is still in an earlier collective, seq " << s.oldest_seq << ": " << s.oldest_desc
        << " (running for " << s.oldest_for_s << " s)";
+  } else if (s.oldest_seq == od.seq && !s.oldest_started) {
+    os << "called it, but it is still queued behind this rank's other calls";
   } else if (s.oldest_seq == od.seq) {
     *arrived = true;
     os << "arrived, waiting in it for " << s.oldest_for_s << " s";

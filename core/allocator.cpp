@@ -1,3 +1,5 @@
+#include <malloc.h>
+
 #include <cstdlib>
 
 #include "core/backend.h"
@@ -9,7 +11,21 @@ std::shared_ptr<Storage> allocate(size_t nbytes, Device device) {
 }
 
 namespace cpu {
+// glibc serves blocks above 128 KB with mmap and unmaps them on free, so every activation of a
+// training step came back as fresh pages: measured 1.9 us per 4 KB page fault here, most of a
+// small MLP's step. Keeping big blocks in the heap (and the heap untrimmed) makes steady-state
+// training reuse the same warm pages, the CPU analogue of the CUDA caching allocator.
+static void keep_freed_memory() {
+  static const bool once = [] {
+    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)once;
+}
+
 std::shared_ptr<Storage> allocate(size_t nbytes, int) {
+  keep_freed_memory();
   // 64-byte alignment: whole cache lines and aligned AVX-512 loads; aligned_alloc needs a
   // multiple of the alignment.
   size_t rounded = (nbytes + 63) / 64 * 64;

@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "comm/mpi_backend.h"
 #include "comm/mpi_util.h"
 #include "comm/watchdog.h"
+#include "core/cuda/runtime.h"
 
 namespace fathom::comm::internal {
 namespace {
@@ -34,13 +36,14 @@ namespace {
                        last && *last ? std::string(" (") + last + ")" : std::string(), " [",
                        file, ":", line, "]");
 }
-#define FATHOM_NCCL_CHECK(call, comm, what)                                          \
+#define COMM_NCCL_CHECK(call, comm, what)                                          \
   do {                                                                               \
     ncclResult_t fathom_nccl_rc_ = (call);                                           \
     if (fathom_nccl_rc_ != ncclSuccess && fathom_nccl_rc_ != ncclInProgress)         \
       nccl_fail(fathom_nccl_rc_, (comm), (what), __FILE__, __LINE__);                \
   } while (0)
-#define FATHOM_CUDA_CHECK(call, what)                                                \
+// Like core's FATHOM_CUDA_CHECK, but the message names the call and the group.
+#define COMM_CUDA_CHECK(call, what)                                                \
   do {                                                                               \
     cudaError_t fathom_cuda_rc_ = (call);                                            \
     if (fathom_cuda_rc_ != cudaSuccess)                                              \
@@ -48,13 +51,11 @@ namespace {
                            " [", __FILE__, ":", __LINE__, "]");                      \
   } while (0)
 
-// LEAD: wire this to the core's CUDA backend: the current compute stream on `device` (core/cuda
-// is being written concurrently). Until then collectives order after the legacy default
-// stream, which every blocking stream on the device synchronizes with.
-cudaStream_t compute_stream(int device) {
-  (void)device;
-  return cudaStreamLegacy;
-}
+// LEAD: the one place DeepComm learns the compute stream. Wired to the core's
+// fathom::cuda::current_stream (core/cuda/runtime.h), which landed while this was written; if
+// that API moves, change only this function. Collectives wait for this stream's work before
+// reading a tensor, and Work::wait() makes it wait for the collective.
+cudaStream_t compute_stream(int device) { return fathom::cuda::current_stream(device); }
 
 class DeviceGuard {
  public:
@@ -93,10 +94,22 @@ ncclRedOp_t nccl_op(ReduceOp op, DType t) {
   return ncclSum;
 }
 
+// Set once when the communicator fails (then the job ends); read by any thread.
+struct Failure {
+  std::atomic<bool> set{false};
+  std::string msg;  // written before `set`
+  bool failed() const { return set.load(std::memory_order_acquire); }
+  void fail(std::string m) {
+    if (failed()) return;
+    msg = std::move(m);
+    set.store(true, std::memory_order_release);
+  }
+};
+
 class NcclWork final : public Work {
  public:
-  NcclWork(int device, std::shared_ptr<std::string> error) : device_(device), error_(error) {
-    FATHOM_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "nccl work");
+  NcclWork(int device, std::shared_ptr<Failure> error) : device_(device), error_(error) {
+    COMM_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "nccl work");
   }
   ~NcclWork() override { cudaEventDestroy(done_); }
   cudaEvent_t event() const { return done_; }
@@ -104,7 +117,7 @@ class NcclWork final : public Work {
   void wait() override {
     rethrow_if_failed();
     DeviceGuard g(device_);
-    FATHOM_CUDA_CHECK(cudaStreamWaitEvent(compute_stream(device_), done_, 0), "Work::wait");
+    COMM_CUDA_CHECK(cudaStreamWaitEvent(compute_stream(device_), done_, 0), "Work::wait");
   }
   bool is_completed() override {
     if (failed()) return true;
@@ -112,13 +125,13 @@ class NcclWork final : public Work {
   }
 
  private:
-  bool failed() const { return !error_->empty(); }
+  bool failed() const { return error_->failed(); }
   void rethrow_if_failed() const {
-    if (failed()) throw Error(*error_);
+    if (failed()) throw Error(error_->msg);
   }
   cudaEvent_t done_ = nullptr;
   int device_;
-  std::shared_ptr<std::string> error_;  // the backend's; set once the communicator fails
+  std::shared_ptr<Failure> error_;  // the backend's
 };
 
 class NcclBackend final : public Backend, public Poller {
@@ -127,9 +140,9 @@ class NcclBackend final : public Backend, public Poller {
               ncclComm_t comm)
       : st_(std::move(st)), mpi_(std::move(mpi)), device_(device), comm_(comm) {
     DeviceGuard g(device_);
-    FATHOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+    COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
                       "NCCL backend for " + st_->where());
-    FATHOM_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming),
+    COMM_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming),
                       "NCCL backend for " + st_->where());
   }
   ~NcclBackend() override { shutdown(); }
@@ -140,7 +153,7 @@ class NcclBackend final : public Backend, public Poller {
     auto deadline = Clock::now() + std::chrono::duration<double>(st_->timeout_s.load());
     for (int round = 0;; ++round) {
       ncclResult_t state = ncclSuccess;
-      FATHOM_NCCL_CHECK(ncclCommGetAsyncError(comm, &state), comm, what);
+      COMM_NCCL_CHECK(ncclCommGetAsyncError(comm, &state), comm, what);
       if (state == ncclSuccess) return;
       if (state != ncclInProgress) nccl_fail(state, comm, what, __FILE__, __LINE__);
       if (Clock::now() > deadline)
@@ -170,16 +183,16 @@ class NcclBackend final : public Backend, public Poller {
     if (c.debug && !c.p2p) mpi_->check_call(c);
     std::lock_guard<std::mutex> lk(mu_);
     FATHOM_CHECK(comm_ != nullptr, what(), ": the group's NCCL communicator was shut down");
-    FATHOM_CHECK(error_->empty(), what(), ": the group's NCCL communicator failed earlier: ",
-                 *error_);
+    FATHOM_CHECK(!error_->failed(), what(), ": the group's NCCL communicator failed earlier: ",
+                 error_->msg);
     DeviceGuard g(device_);
     // Comm stream waits for the compute stream: the tensor is ready when NCCL reads it.
-    FATHOM_CUDA_CHECK(cudaEventRecord(ready_, compute_stream(device_)), what());
-    FATHOM_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0), what());
+    COMM_CUDA_CHECK(cudaEventRecord(ready_, compute_stream(device_)), what());
+    COMM_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0), what());
     auto work = std::make_shared<NcclWork>(device_, error_);
     st_->started(c.id);
     enqueue(c, what);
-    FATHOM_CUDA_CHECK(cudaEventRecord(work->event(), stream_), what());
+    COMM_CUDA_CHECK(cudaEventRecord(work->event(), stream_), what());
     unissue.armed = false;  // from here the watchdog's poll() completes it
     inflight_.push_back({c.id, work, std::move(c.out), std::move(c.in)});
     return work;
@@ -207,7 +220,7 @@ class NcclBackend final : public Backend, public Poller {
       case OpKind::recv: r = ncclRecv(out, n, t, c.peer, comm_, stream_); break;
       default: fathom::detail::fail(what(), ": not an NCCL call");
     }
-    FATHOM_NCCL_CHECK(r, comm_, what());
+    COMM_NCCL_CHECK(r, comm_, what());
     if (r == ncclInProgress) wait_ready(comm_, what());
   }
 
@@ -219,17 +232,18 @@ class NcclBackend final : public Backend, public Poller {
     ncclCommGetAsyncError(comm_, &state);
     if (state != ncclSuccess && state != ncclInProgress) {
       const char* last = ncclGetLastError(comm_);
-      *error_ = "DeepComm: NCCL communicator of " + st_->where() + " failed: " +
-                ncclGetErrorString(state) + (last && *last ? std::string(" (") + last + ")" : "");
-      return *error_;
+      error_->fail("DeepComm: NCCL communicator of " + st_->where() + " failed: " +
+                   ncclGetErrorString(state) +
+                   (last && *last ? std::string(" (") + last + ")" : ""));
+      return error_->msg;
     }
     while (!inflight_.empty()) {
       cudaError_t q = cudaEventQuery(inflight_.front().work->event());
       if (q == cudaErrorNotReady) break;
       if (q != cudaSuccess) {
-        *error_ = "DeepComm: CUDA error in NCCL work on " + st_->where() + ": " +
-                  cudaGetErrorString(q);
-        return *error_;
+        error_->fail("DeepComm: CUDA error in NCCL work on " + st_->where() + ": " +
+                     cudaGetErrorString(q));
+        return error_->msg;
       }
       st_->finished(inflight_.front().id, true);
       inflight_.pop_front();  // releases the tensors: their memory may be reused now
@@ -251,12 +265,12 @@ class NcclBackend final : public Backend, public Poller {
     for (int round = 0;; ++round) {
       poll();
       std::lock_guard<std::mutex> lk(mu_);
-      if (inflight_.empty() || !error_->empty()) break;
+      if (inflight_.empty() || error_->failed()) break;
       backoff(round);
     }
     std::lock_guard<std::mutex> lk(mu_);
     DeviceGuard g(device_);
-    if (error_->empty()) {
+    if (!error_->failed()) {
       ncclResult_t r = ncclCommFinalize(comm_);
       if (r == ncclSuccess || r == ncclInProgress) wait_ready(comm_, "NCCL finalize");
       ncclCommDestroy(comm_);
@@ -287,7 +301,7 @@ class NcclBackend final : public Backend, public Poller {
   cudaEvent_t ready_ = nullptr;
   std::mutex mu_;
   std::deque<Inflight> inflight_;
-  std::shared_ptr<std::string> error_ = std::make_shared<std::string>();
+  std::shared_ptr<Failure> error_ = std::make_shared<Failure>();
 };
 
 ncclConfig_t nonblocking_config(const std::string& name) {
@@ -306,7 +320,7 @@ std::shared_ptr<Backend> make_nccl_backend(std::shared_ptr<GroupState> st,
   // The id travels over MPI through the group's queue, so NCCL init keeps its place in the
   // call order on every rank.
   mpi->run_collective(OpKind::internal, 0, [&](int64_t) {
-    if (st->rank == 0) FATHOM_NCCL_CHECK(ncclGetUniqueId(&id), nullptr, "ncclGetUniqueId");
+    if (st->rank == 0) COMM_NCCL_CHECK(ncclGetUniqueId(&id), nullptr, "ncclGetUniqueId");
     mpi_run([&] { return "NCCL unique id broadcast on " + st->where(); },
             [&] { return MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, st->comm); },
             [&](MPI_Request* r) { return MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, st->comm, r); });
@@ -314,7 +328,7 @@ std::shared_ptr<Backend> make_nccl_backend(std::shared_ptr<GroupState> st,
   DeviceGuard g(device.index);
   ncclConfig_t config = nonblocking_config(st->name);
   std::string what = "NCCL communicator init for " + st->where() + " on " + device.str();
-  FATHOM_NCCL_CHECK(ncclCommInitRankConfig(&comm, st->size, id, st->rank, &config), comm, what);
+  COMM_NCCL_CHECK(ncclCommInitRankConfig(&comm, st->size, id, st->rank, &config), comm, what);
   auto b = std::make_shared<NcclBackend>(st, std::move(mpi), device.index, comm);
   b->wait_ready(comm, what);
   st->set_poller(b);
@@ -330,7 +344,7 @@ std::shared_ptr<Backend> split_nccl_backend(Backend& parent, int color, int key,
   ncclConfig_t config = nonblocking_config(name);
   ncclComm_t comm = nullptr;
   std::string what = "ncclCommSplit of " + p.state()->where();
-  FATHOM_NCCL_CHECK(
+  COMM_NCCL_CHECK(
       ncclCommSplit(p.comm(), color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &comm, &config),
       p.comm(), what);
   p.wait_ready(p.comm(), what);

@@ -45,7 +45,8 @@ Tensor as_index(const char* op, const char* what, const Tensor& idx) {
 }
 
 // Every index in [0, size), or equal to `ignore` when given; else an error naming the first bad
-// value (on the CPU) or the extreme one (on a GPU, found with amin/amax: one sync, no copy).
+// value (on the CPU) or the extreme one (on a GPU: amin/amax there, two scalars copied back
+// instead of the whole index tensor).
 void check_range(const char* op, const char* what, const Tensor& idx, int64_t size,
                  const std::string& context, std::optional<int64_t> ignore = std::nullopt) {
   if (idx.numel() == 0) return;

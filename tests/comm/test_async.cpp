@@ -165,7 +165,7 @@ TEST_CASE("init reports the launch", "[comm]") {
   CHECK(info.local_rank >= 0);
   CHECK(info.local_rank < info.local_size);
   CHECK((info.launcher == "openmpi" || info.launcher == "single" || info.launcher == "slurm" ||
-         info.launcher == "torchrun"));
+         info.launcher == "mpich" || info.launcher == "torchrun"));
   CHECK(info.device.is_cpu() == !cuda_available());
   CHECK(world().timeout() > 0);
 }

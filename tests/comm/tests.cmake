@@ -48,3 +48,11 @@ comm_job_test(comm_watchdog_out_of_order 2 "FATHOM_COMM_TIMEOUT=2"
 comm_job_test(comm_debug_mismatch 2 "FATHOM_COMM_DEBUG=1;FATHOM_COMM_TIMEOUT=10"
   "ranks called different collectives as collective seq 1:.*rank 0: allreduce\\(sum\\) \\[4, 4\\] f32 cpu.*rank 1: allreduce\\(sum\\) \\[4, 5\\] f32 cpu.*send/recv mismatch: rank 0 called send\\(to 1, tag 0\\) \\[3\\] f32 cpu.*rank 1 called recv\\(from 0, tag 0\\) \\[5\\] i32 cpu.*mpirun exit status 3"
   $<TARGET_FILE:comm_debug_mismatch>)
+
+# A launcher that promises more processes than MPI sees is an error, not three jobs that each
+# train alone (run without mpirun, so MPI starts a singleton).
+add_test(NAME comm_bootstrap_mismatch
+  COMMAND sh -c "$<TARGET_FILE:comm_watchdog_skip> 2>&1; echo \"exit status $?\"")
+set_tests_properties(comm_bootstrap_mismatch PROPERTIES
+  ENVIRONMENT "${_comm_env};RANK=0;WORLD_SIZE=3;LOCAL_RANK=0" TIMEOUT 30 LABELS comm
+  PASS_REGULAR_EXPRESSION "WORLD_SIZE=3 \\(launcher: torchrun\\) but MPI sees 1 process.*exit status [1-9]")
