@@ -88,6 +88,13 @@ class Poller {
   virtual void abort() = 0;
 };
 
+// The MPI backend's hook for the watchdog's tick: pays a deferred wake-up of the comm thread.
+class Kicker {
+ public:
+  virtual ~Kicker() = default;
+  virtual void kick() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -118,6 +125,14 @@ struct GroupState {
   std::shared_ptr<Poller> poller() const {
     std::lock_guard<std::mutex> lk(poller_mu_);
     return poller_;
+  }
+  void set_kicker(std::weak_ptr<Kicker> k) {
+    std::lock_guard<std::mutex> lk(poller_mu_);
+    kicker_ = std::move(k);
+  }
+  std::shared_ptr<Kicker> kicker() const {
+    std::lock_guard<std::mutex> lk(poller_mu_);
+    return kicker_.lock();
   }
 
   ~GroupState();
@@ -159,6 +174,7 @@ struct GroupState {
   };
   mutable std::mutex poller_mu_;
   std::shared_ptr<Poller> poller_;
+  std::weak_ptr<Kicker> kicker_;
   mutable std::mutex mu_;
   int64_t coll_seq_ = 0, p2p_seq_ = 0;
   uint64_t next_id_ = 0;

@@ -29,6 +29,12 @@ void MpiWork::wait() {
   if (err_) std::rethrow_exception(err_);
 }
 
+bool MpiWork::is_completed() {
+  if (done_.load(std::memory_order_acquire)) return true;
+  if (auto b = owner_.lock()) b->kick();  // a poller is not waiting: start the call
+  return done_.load(std::memory_order_acquire);
+}
+
 void MpiWork::finish(std::exception_ptr err) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -98,12 +104,20 @@ WorkPtr MpiBackend::submit(Call c) {
                            "destroyed)");
     }
     queue_.push_back({std::move(c), work});
-    if (sleeping_) {
-      // A collective wakes the comm thread a moment later, not now: a caller that waits at
-      // once takes it inline before the timer fires (see mpi_backend.h), and the thread never
-      // becomes runnable. Sends and recvs are posted at once.
+    if (owed_) {
+      // The previous call got no wake-up, as its caller looked synchronous, but another call
+      // comes before any wait: this caller is asynchronous after all.
+      owed_ = false;
+      inline_streak_ = 0;
+      now = true;
+    } else if (sleeping_) {
+      // Wake the comm thread later, or not at all, so that a caller that waits at once takes
+      // the call inline and the thread never becomes runnable (see mpi_backend.h). Sends and
+      // recvs are posted at once.
       if (p2p) {
         now = true;
+      } else if (inline_streak_ >= kSyncStreak) {
+        owed_ = true;  // kick() or the next call settles it
       } else if (!timer_armed_) {
         timer_armed_ = true;
         set_timer(kWakeDelayNs);
@@ -112,6 +126,16 @@ WorkPtr MpiBackend::submit(Call c) {
   }
   if (now) wake_now();
   return work;
+}
+
+void MpiBackend::kick() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!owed_) return;
+    owed_ = false;
+    inline_streak_ = 0;
+  }
+  wake_now();
 }
 
 void MpiBackend::run_collective(OpKind kind, uint64_t extra,
@@ -144,21 +168,30 @@ void MpiBackend::check_call(const Call& c) {
 
 void MpiBackend::run_inline(const MpiWork* work) {
   Task task;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (busy_ || running_ || queue_.empty() || queue_.front().work.get() != work) return;
-    task = std::move(queue_.front());
-    queue_.pop_front();
-    busy_ = true;
-    if (timer_armed_) set_timer(0);  // taken: the comm thread need not wake for it
-    timer_armed_ = false;
+    if (busy_ || running_ || queue_.empty() || queue_.front().work.get() != work) {
+      if (owed_) owed_ = false, inline_streak_ = 0, wake = true;  // waiting on something else
+    } else {
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      owed_ = false;
+      ++inline_streak_;
+      if (timer_armed_) set_timer(0);  // taken: the comm thread need not wake for it
+      timer_armed_ = false;
+    }
   }
+  if (wake) wake_now();
+  if (!task.work) return;
   run_collective_task(task);
   bool more;
   {
     std::lock_guard<std::mutex> lk(mu_);
     busy_ = false;
-    more = !queue_.empty();
+    more = !queue_.empty();  // queued meanwhile: the comm thread takes them now
+    if (more) owed_ = false;
   }
   cv_.notify_all();  // shutdown may be waiting
   if (more) wake_now();
@@ -336,6 +369,7 @@ void MpiBackend::loop() {
       task = std::move(queue_.front());
       queue_.pop_front();
       running_ = true;
+      if (!task.call.p2p) inline_streak_ = 0;  // this caller did not wait at once
     }
     struct Done {  // clears running_ however this iteration ends
       MpiBackend* b;

@@ -6,12 +6,17 @@
 // One shortcut: when a caller waits on a collective that is at the head of the queue while the
 // comm thread is idle, the caller runs it itself. The order is unchanged (it was next anyway)
 // and the caller was going to block regardless, but two thread hand-offs are saved. For that
-// to happen, a collective queued while the comm thread sleeps wakes it through a timer,
-// kWakeDelayNs later, rather than at once: `pg.allreduce(x)->wait()` then never makes the
-// comm thread runnable at all. That matters on a busy machine (or with mpirun binding both
-// threads to one core): each hand-off is a chance for the scheduler to give the core to
-// another process for a whole time slice, and measured 1 MB allreduces went from 0.3 ms to
-// 10-25 ms medians. An asynchronous call starts at most kWakeDelayNs late.
+// to happen, a collective queued while the comm thread sleeps does not wake it at once:
+//  - normally a one-shot timer wakes it kWakeDelayNs later (disarmed if the caller takes the
+//    call), so an asynchronous call starts at most that late;
+//  - after kSyncStreak calls in a row were taken inline, the caller is taken to be
+//    synchronous and no timer is armed either (two timerfd calls cost 5-20 us in a VM, more
+//    at 1 MB than at 4 KB). The wake is then owed: the next call, a wait() on anything else,
+//    is_completed(), or the watchdog's 50 ms tick (kick()) pays it, and the streak restarts.
+// So `pg.allreduce(x)->wait()` never makes the comm thread runnable. That matters on a busy
+// machine (or with mpirun binding a rank's threads to one core): each hand-off is a chance
+// for the scheduler to give the core to another process for a whole time slice, and 1 MB
+// allreduces measured 10-25 ms medians instead of 0.3 ms that way.
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -29,7 +34,7 @@ class MpiWork final : public Work {
  public:
   explicit MpiWork(std::weak_ptr<MpiBackend> owner = {}) : owner_(std::move(owner)) {}
   void wait() override;
-  bool is_completed() override { return done_.load(std::memory_order_acquire); }
+  bool is_completed() override;
   void finish(std::exception_ptr err);
 
  private:
@@ -40,7 +45,9 @@ class MpiWork final : public Work {
   std::exception_ptr err_;
 };
 
-class MpiBackend final : public Backend, public std::enable_shared_from_this<MpiBackend> {
+class MpiBackend final : public Backend,
+                         public Kicker,
+                         public std::enable_shared_from_this<MpiBackend> {
  public:
   explicit MpiBackend(std::shared_ptr<GroupState> state);
   ~MpiBackend() override;
@@ -55,6 +62,8 @@ class MpiBackend final : public Backend, public std::enable_shared_from_this<Mpi
   void check_call(const Call& c);
   // Runs `work`'s collective on the calling thread if it is next and the comm thread is idle.
   void run_inline(const MpiWork* work);
+  // Pays an owed wake-up (see above).
+  void kick() override;
 
  private:
   struct Task {
@@ -62,6 +71,7 @@ class MpiBackend final : public Backend, public std::enable_shared_from_this<Mpi
     std::shared_ptr<MpiWork> work;
   };
   static constexpr long kWakeDelayNs = 30000;  // 30 us
+  static constexpr int kSyncStreak = 4;
   void loop();
   void run_collective_task(Task& t);
   void wake_now();
@@ -82,6 +92,8 @@ class MpiBackend final : public Backend, public std::enable_shared_from_this<Mpi
   bool running_ = false;      // the comm thread is handling a task
   bool sleeping_ = false;     // the comm thread is (about to be) blocked in ppoll
   bool timer_armed_ = false;  // a delayed wake is pending
+  bool owed_ = false;         // a queued collective got no wake (caller looked synchronous)
+  int inline_streak_ = 0;     // collectives in a row that callers took inline
   int event_fd_ = -1;         // wakes the comm thread now
   int timer_fd_ = -1;         // wakes it kWakeDelayNs after a collective is queued
   std::thread thread_;

@@ -29,7 +29,9 @@ void wait_all(const std::vector<WorkPtr>& works) {
 }
 
 ProcessGroup::ProcessGroup(std::shared_ptr<internal::GroupState> state)
-    : state_(std::move(state)), mpi_(std::make_shared<internal::MpiBackend>(state_)) {}
+    : state_(std::move(state)), mpi_(std::make_shared<internal::MpiBackend>(state_)) {
+  state_->set_kicker(mpi_);
+}
 
 ProcessGroup::~ProcessGroup() { shutdown(); }
 

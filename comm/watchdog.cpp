@@ -138,6 +138,7 @@ void run() {
     auto now = Clock::now();
     for (auto& g : live_groups()) {
       if (g->closed) continue;
+      if (auto k = g->kicker()) k->kick();
       if (auto p = g->poller()) {
         std::string err = p->poll();
         if (!err.empty()) fail_job(err);

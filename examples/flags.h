@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/error.h"
+
 namespace fathom::examples {
 
 class Flags {
@@ -66,6 +70,24 @@ class Flags {
     if (v == "1" || v == "true" || v == "yes") return true;
     if (v == "0" || v == "false" || v == "no") return false;
     fail("--" + name + " expects true or false, got '" + v + "'");
+  }
+  // A model dtype flag: f32, bf16 or f16.
+  DType model_dtype(const std::string& name) const {
+    DType t = DType::f32;
+    try {
+      t = parse_dtype(str(name));
+    } catch (const Error& e) {
+      fail(e.what());
+    }
+    if (!is_floating(t) || t == DType::f64) fail("--" + name + " must be f32, bf16 or f16");
+    return t;
+  }
+  Device device(const std::string& name) const {
+    try {
+      return Device::parse(str(name));
+    } catch (const Error& e) {
+      fail(e.what());
+    }
   }
   // Reports a bad value found after parsing (e.g. an unknown choice) the same way.
   [[noreturn]] void fail(const std::string& msg) const {

@@ -13,11 +13,6 @@ namespace fathom::cpu {
 namespace {
 
 template <class T>
-T* ptr(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
-template <class T>
 using loss_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 // e[j] = exp(x[j] - max) for one row; returns max and the sum of e (in S).

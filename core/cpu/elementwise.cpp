@@ -8,11 +8,6 @@
 
 namespace fathom::cpu {
 
-template <class T>
-static T* ptr(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 // ---- copy / fill ----
 
 void copy(const Tensor& dst, const Tensor& src) {

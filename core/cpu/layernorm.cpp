@@ -15,10 +15,6 @@ namespace fathom::cpu {
 namespace {
 
 template <class T>
-T* ptr(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-template <class T>
 T* ptr_or_null(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
 }

@@ -19,6 +19,12 @@
 
 namespace fathom::cpu {
 
+// The tensor's first element as T* (the caller has dispatched on its dtype).
+template <class T>
+T* ptr(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
 // Calls f.template operator()<T>() for the C++ type of dt.
 template <class F>
 decltype(auto) dispatch_all(DType dt, const char* op, F&& f) {

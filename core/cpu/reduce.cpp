@@ -12,11 +12,6 @@ namespace fathom::cpu {
 
 namespace {
 
-template <class T>
-T* ptr(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 constexpr int kLanes = kRowLanes;
 // Columns one work item accumulates at a time when inner > 1: small enough to stay in L1.
 constexpr int64_t kCols = 1024;

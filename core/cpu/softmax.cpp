@@ -10,11 +10,6 @@ namespace fathom::cpu {
 
 namespace {
 
-template <class T>
-T* ptr(const Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
 // One row. e is scratch for the exponentials in acc_t<T>: y itself when T is f32/f64, so the
 // values are rounded once, on the final store.
 template <class T>

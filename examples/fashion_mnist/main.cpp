@@ -64,15 +64,8 @@ int main(int argc, char** argv) {
   if (epochs < 1) flags.fail("--epochs must be at least 1");
   if (batch < 1) flags.fail("--batch must be at least 1");
   if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
-  DType dt;
-  Device dev;
-  try {
-    dt = parse_dtype(flags.str("dtype"));
-    dev = Device::parse(flags.str("device"));
-  } catch (const Error& e) {
-    flags.fail(e.what());
-  }
-  if (!is_floating(dt) || dt == DType::f64) flags.fail("--dtype must be f32, bf16 or f16");
+  DType dt = flags.model_dtype("dtype");
+  Device dev = flags.device("device");
 
   try {
     const comm::InitInfo& info = comm::init();

@@ -58,15 +58,8 @@ int main(int argc, char** argv) {
   int64_t steps = flags.i64("steps"), log_every = std::max<int64_t>(1, flags.i64("log-every"));
   int64_t B = flags.i64("batch") > 0 ? flags.i64("batch") : p.batch, T = p.block;
   if (steps < 1) flags.fail("--steps must be at least 1");
-  DType dt;
-  Device dev;
-  try {
-    dt = parse_dtype(flags.str("dtype"));
-    dev = Device::parse(flags.str("device"));
-  } catch (const Error& e) {
-    flags.fail(e.what());
-  }
-  if (!is_floating(dt) || dt == DType::f64) flags.fail("--dtype must be f32, bf16 or f16");
+  DType dt = flags.model_dtype("dtype");
+  Device dev = flags.device("device");
 
   try {
     data::TextDataset text(flags.str("data"));

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <thread>
 
+#include "comm/group_state.h"  // white-box: the pending records
 #include "comm_testing.h"
 
 using namespace fathom;
@@ -54,6 +55,21 @@ TEST_CASE("calls progress without wait()", "[comm]") {
   CHECK(to_vector(x)[0] == w.size());
   a->wait();
   b->wait();
+}
+
+TEST_CASE("a call after a synchronous streak still starts without any wait", "[comm]") {
+  auto& w = world();
+  auto g = w.split(0, w.rank());
+  for (int i = 0; i < 6; ++i) g->allreduce(ones({4}))->wait();  // taken inline: a streak
+  Tensor x = ones({64});
+  auto a = g->allreduce(x);  // its wake-up is owed: the watchdog's tick must pay it
+  // Looks only at the group's records (is_completed() or wait() would start the call).
+  auto done = [&] { return g->state()->status_for(0).oldest_seq < 0; };
+  for (int i = 0; i < 5000 && !done(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(done());
+  a->wait();
+  CHECK(to_vector(x)[63] == w.size());
 }
 
 TEST_CASE("bad arguments fail at the call, naming the collective and the group", "[comm]") {
