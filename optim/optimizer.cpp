@@ -26,7 +26,7 @@ void Optimizer::set_lr(double lr) {
 }
 
 void Optimizer::zero_grad() {
-  for (auto& [name, p] : params_) const_cast<Tensor&>(p).zero_grad();
+  for (auto& [name, p] : params_) p.zero_grad();
 }
 
 void Optimizer::set_grad_source(const std::string& name, Tensor grad) {
