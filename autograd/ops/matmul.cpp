@@ -19,7 +19,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return record("matmul", {a, b}, y,
                 [a = need_b ? saved(a) : Tensor(), b = need_a ? saved(b) : Tensor(),
-                 sa = a.shape(), sb = b.shape()](const Grads& grads) -> Grads {
+                 sa = a.shape(), sb = b.shape(),
+                 b_transposed = b.dim() == 2 && b.stride(0) == 1 && b.size(0) > 1 && b.size(1) > 1](
+                    const Grads& grads) -> Grads {
                   Shape a2 = sa.size() == 1 ? Shape{1, sa[0]} : sa;
                   Shape b2 = sb.size() == 1 ? Shape{sb[0], 1} : sb;
                   Tensor g = grads[0];
@@ -32,11 +34,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                   }
                   if (a.defined()) {
                     Tensor ar = ops::reshape(a, a2);
-                    if (b2.size() == 2 && a2.size() > 2) {
+                    if (b2.size() == 2) {
                       // x [..., M, K] @ W [K, N]: one GEMM over the folded batch, not a batched
-                      // product followed by a sum.
+                      // product followed by a sum. When b is a transposed view (Linear's W^T),
+                      // the GEMM writes grad in W's own layout, so W's gradient arrives
+                      // contiguous instead of as a transposed view that every consumer must
+                      // gather across cache lines.
                       int64_t k = a2.back(), n = b2.back();
-                      gb = ops::matmul(mT(ops::reshape(ar, {-1, k})), ops::reshape(g, {-1, n}));
+                      Tensor x2 = ops::reshape(ar, {-1, k}), g2 = ops::reshape(g, {-1, n});
+                      gb = b_transposed ? mT(ops::matmul(mT(g2), x2)) : ops::matmul(mT(x2), g2);
                     } else {
                       gb = ops::sum_to(ops::matmul(mT(ar), g), b2);
                     }

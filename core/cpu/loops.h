@@ -17,6 +17,10 @@
 
 #include "core/tensor.h"
 
+// On a kernel's per-element lambda: the loop around it only vectorizes once the body is inlined,
+// and GCC declines to inline bodies with sqrt/div on its own.
+#define FATHOM_INLINE __attribute__((always_inline))
+
 namespace fathom::cpu {
 
 // The tensor's first element as T* (the caller has dispatched on its dtype).
