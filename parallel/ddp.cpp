@@ -135,10 +135,12 @@ void DistributedDataParallel::prepare_forward() {
     if (optimizer_) attach(*optimizer_);
   }
   bytes_at_start_ = group_->stats()[comm::OpKind::allreduce].bytes;
-  for (Bucket& b : buckets_) ops::fill_(b.buffer, 0);
-  // Backward accumulates straight into the bucket when the dtypes agree.
-  for (Param& p : params_)
-    autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype ? slot(p) : Tensor();
+  // No zeroing pass: each slot is overwritten by its parameter's first gradient (on_grad_ready),
+  // and a parameter that gets none is zeroed in finish_backward.
+  for (Param& p : params_) {
+    p.stale = true;
+    autograd::meta(p.tensor).grad = Tensor();
+  }
   reset_pending_ = false;
 }
 
@@ -164,7 +166,23 @@ void DistributedDataParallel::on_grad_ready(int i) {
   Tensor s = slot(p);
   Tensor g = p.tensor.grad();
   bool in_slot = g.defined() && g.impl().storage == s.impl().storage && g.offset() == s.offset();
-  if (g.defined() && !in_slot) ops::add_(s, g);  // a fresh gradient (grads were zeroed, or a half dtype)
+  // Without a compressor the bucket is all-reduced with a sum of pre-divided gradients, so the
+  // division by the world size rides on the pass that moves the gradient into the bucket (as
+  // PyTorch's reducer does). The compressor averages its own, smaller payload.
+  double scale = sync_enabled_ && !o_.compressor ? 1.0 / double(group_->size()) : 1.0;
+  if (g.defined() && !in_slot) {
+    if (p.stale && g.dtype() == s.dtype()) {
+      ops::binary_out(BinaryOp::mul, g, scale, s);
+      scale = 1.0;
+    } else if (p.stale) {
+      ops::copy_(s, g);  // widens a half-precision gradient into the f32 bucket
+    } else {
+      ops::add_(s, g);   // accumulated under no_sync
+    }
+  }
+  if (scale != 1.0) ops::mul_(s, scale);
+  p.stale = false;
+  // Later backward passes (no_sync accumulation) add straight into the bucket.
   autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype ? s : Tensor();
   if (!sync_enabled_) return;
   FATHOM_CHECK(!p.ready, "DistributedDataParallel: parameter '", p.name, "' got its gradient twice "
@@ -185,7 +203,7 @@ void DistributedDataParallel::launch_ready_buckets() {
     b.timing.numel = b.buffer.numel();
     b.timing.launch_us = now_us();
     b.work = o_.compressor ? o_.compressor->start(*group_, k, b.buffer)
-                           : group_->allreduce(b.buffer, comm::ReduceOp::avg);
+                           : group_->allreduce(b.buffer, comm::ReduceOp::sum);
   }
 }
 
@@ -202,6 +220,8 @@ void DistributedDataParallel::finish_backward() {
   std::string unused;
   for (Param& p : params_) {
     if (p.ready) continue;
+    if (p.stale) ops::fill_(slot(p), 0);
+    p.stale = false;
     unused += (unused.empty() ? "'" : ", '") + p.name + "'";
     p.ready = true;
     if (!rebuilt_) ready_order_.push_back(int(&p - params_.data()));

@@ -103,6 +103,7 @@ class DistributedDataParallel {
     int bucket = -1;
     int64_t offset = 0;  // in the bucket buffer
     bool ready = false;
+    bool stale = true;  // its slot holds last step's gradient: the next one overwrites, not adds
     int64_t hook = -1;
   };
   struct Bucket {
