@@ -8,14 +8,7 @@
 
 namespace fathom::optim {
 
-double grad_norm(const std::vector<Tensor>& grads) {
-  double total = 0;
-  for (const Tensor& g : grads) {
-    if (!g.defined() || g.numel() == 0) continue;
-    total += ops::sum(ops::unary(UnaryOp::square, ops::to(g, DType::f32))).item<double>();
-  }
-  return std::sqrt(total);
-}
+double grad_norm(const std::vector<Tensor>& grads) { return std::sqrt(ops::sum_squares(grads)); }
 
 double clip_coefficient(double norm, double max_norm) {
   FATHOM_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be > 0, got ", max_norm);

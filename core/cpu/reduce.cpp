@@ -96,6 +96,21 @@ struct SumReducer {
   void store(int64_t i, Acc a) const { out[i] = O(a / divisor); }
 };
 
+// Squares accumulate like sums (f64 for f32, f32 for halves); an inf or NaN element carries
+// through to the result.
+template <class T>
+struct SumSquaresReducer {
+  using Acc = float_acc_t<T>;
+  double* out;
+  Acc init() const { return Acc(0); }
+  void step(Acc& a, T v, int64_t) const {
+    Acc x = Acc(acc_t<T>(v));
+    a += x * x;
+  }
+  void merge(Acc& a, Acc b) const { a += b; }
+  void store(int64_t i, Acc a) const { out[i] = double(a); }
+};
+
 // NaN wins, as in PyTorch: once an accumulator is NaN no comparison replaces it.
 template <class T, bool kMax>
 struct ExtremumReducer {
@@ -168,6 +183,14 @@ void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int64_t inne
         return reduce_driver(xp, outer, r, inner, ExtremumReducer<T, false>{ptr<T>(out)});
     }
   });
+}
+
+void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
+  double* o = ptr<double>(out);
+  for (size_t i = 0; i < xs.size(); ++i)
+    dispatch_float(xs[i].dtype(), "sum_squares", [&]<class T>() {
+      reduce_driver(ptr<T>(xs[i]), 1, xs[i].numel(), 1, SumSquaresReducer<T>{o + i});
+    });
 }
 
 void argmax(const Tensor& x, int64_t outer, int64_t r, int64_t inner, const Tensor& out) {

@@ -26,6 +26,17 @@ struct SumRed {
   __device__ __forceinline__ S load(T v, int64_t) const { return S(to_c(v)); }
 };
 
+template <class T, class S>
+struct SumSqRed {
+  using State = S;
+  __device__ __forceinline__ S identity() const { return S(0); }
+  __device__ __forceinline__ S combine(S a, S b) const { return a + b; }
+  __device__ __forceinline__ S load(T v, int64_t) const {
+    S x = S(to_c(v));
+    return x * x;
+  }
+};
+
 template <class T, class A, bool kMax>
 struct ExtRed {
   using State = A;
@@ -88,6 +99,18 @@ void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int64_t inne
         return run_reduce(xp, outer, r, inner, ExtRed<T, A, false>{}, StoreVal<A, T>{ptr<T>(out)}, L);
     }
   });
+}
+
+void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
+  Launch L(out);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (xs[i].numel() == 0) continue;  // out was zero-filled by the dispatch point
+    dispatch_float(xs[i].dtype(), "sum_squares", [&]<class T>() {
+      using S = std::conditional_t<std::is_same_v<T, double> || std::is_same_v<T, float>, double, float>;
+      run_reduce(ptr<const T>(xs[i]), 1, xs[i].numel(), 1, SumSqRed<T, S>{},
+                 StoreVal<S, double>{ptr<double>(out) + i}, L);
+    });
+  }
 }
 
 }  // namespace fathom::cuda

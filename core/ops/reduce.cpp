@@ -184,6 +184,23 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   return keepdim ? out : drop_reduced(out, x, reduced);
 }
 
+double sum_squares(const std::vector<Tensor>& xs) {
+  std::vector<Tensor> list;
+  for (const Tensor& x : xs) {
+    if (!x.defined() || x.numel() == 0) continue;
+    FATHOM_CHECK(is_floating(x.dtype()), "sum_squares: expected floating-point tensors, got ", x.desc());
+    FATHOM_CHECK(list.empty() || x.device() == list[0].device(), "sum_squares: tensors on different "
+                 "devices: ", list.empty() ? "" : list[0].desc(), " and ", x.desc());
+    list.push_back(x.is_contiguous() ? x : contiguous(x));
+  }
+  if (list.empty()) return 0.0;
+  Tensor out = zeros({int64_t(list.size())}, {DType::f64, list[0].device()});
+  FATHOM_DISPATCH(list[0].device(), sum_squares, list, out);
+  double total = 0;
+  for (double v : to_vector(out)) total += v;  // in order: the same answer every time
+  return total;
+}
+
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   int64_t lead = x.dim() - int64_t(shape.size());
   bool ok = lead >= 0;

@@ -197,6 +197,13 @@ TEST_CASE("cuda: reductions and argmax match the CPU", "[cuda]") {
   CHECK(bytes_of(ops::argmax(gpu(t), 1)) == bytes_of(ops::argmax(t, 1)));
   CHECK(bytes_of(ops::argmax(gpu(t), 0)) == bytes_of(ops::argmax(t, 0)));
   CHECK(std::isnan(ops::amax(gpu(t)).item<double>()));
+  // The fused sum of squares (gradient norms) over mixed dtypes, strided included.
+  std::vector<Tensor> xs, xds;
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16}) {
+    xs.push_back(rand_of({1000003}, dt, g));
+    xds.push_back(noncontiguous(gpu(xs.back())));
+  }
+  CHECK(ops::sum_squares(xds) == Approx(ops::sum_squares(xs)).epsilon(1e-6));
 }
 
 TEST_CASE("cuda: matmul matches the CPU: transposes, batches, broadcast, dtypes", "[cuda]") {

@@ -251,6 +251,29 @@ TEST_CASE("long f32 sums are accurate and do not depend on the thread count", "[
   }
 }
 
+TEST_CASE("sum_squares: one pass over many tensors matches an f64 reference", "[core]") {
+  Generator g(17);
+  std::vector<Tensor> xs;
+  double want = 0;
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16})
+    for (const Shape& s : {Shape{7}, Shape{1000003}, Shape{33, 65}, Shape{0, 4}}) {
+      Tensor x = normal(s, 0.5, 1.5, dt, &g);
+      for (double v : to_vector(x)) want += v * v;
+      xs.push_back(xs.size() % 3 == 1 ? noncontiguous(x) : x);
+    }
+  xs.push_back(Tensor());  // undefined tensors (parameters without a gradient) are skipped
+  CHECK(ops::sum_squares(xs) == Approx(want).epsilon(1e-6));
+  CHECK(ops::sum_squares({}) == 0.0);
+  // An inf or NaN anywhere makes the result non-finite: the loss scaler's overflow check.
+  Tensor bad = zeros({100000});
+  ops::fill_(ops::narrow(bad, 0, 77777, 1), kInf);
+  CHECK(std::isinf(ops::sum_squares({xs[0], bad})));
+  ops::fill_(ops::narrow(bad, 0, 5, 1), kNaN);
+  CHECK(std::isnan(ops::sum_squares({bad, xs[1]})));
+  CHECK_THROWS_WITH(ops::sum_squares({from_vector(std::vector<int64_t>{1, 2}, {2})}),
+                    Catch::Contains("sum_squares") && Catch::Contains("floating-point"));
+}
+
 TEST_CASE("sum_to reduces broadcast dims back to the target shape", "[core]") {
   Generator g(14);
   struct ST {
