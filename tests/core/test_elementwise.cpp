@@ -63,6 +63,31 @@ TEST_CASE("unary ops match an f64 reference in every float dtype and layout", "[
   CHECK_THROWS_WITH(ops::unary(UnaryOp::exp, zeros({2}, kInt64)), Catch::Contains("exp: expected a floating-point"));
 }
 
+TEST_CASE("f32 GELU and its gradient (four-lane kernels) match f64 across the range", "[core]") {
+  const double k = 0.7978845608028654, c = 0.044715;
+  std::vector<double> xs;
+  for (double v = -30; v <= 30; v += 0.01) xs.push_back(v);
+  for (double v : {0.0, -0.0, 1e-30, -1e-30, 87.0, -87.0, 1e6, -1e6}) xs.push_back(v);
+  Tensor x64 = from_vector(xs, {int64_t(xs.size())}), x = ops::to(x64, kFloat32);
+  Generator gen(3);
+  Tensor gy = uniform({int64_t(xs.size())}, -2, 2, kFloat32, &gen);
+  std::vector<double> want_y, want_g;
+  auto gv = to_vector(gy), xv = to_vector(x);
+  for (size_t i = 0; i < xv.size(); ++i) {
+    double v = xv[i], th = std::tanh(k * (v + c * v * v * v));
+    want_y.push_back(0.5 * v * (1 + th));
+    want_g.push_back(gv[i] * (0.5 * (1 + th) + 0.5 * v * (1 - th * th) * k * (1 + 3 * c * v * v)));
+  }
+  for (bool strided : {false, true}) {
+    Tensor xin = strided ? noncontiguous(x) : x, gin = strided ? noncontiguous(gy) : gy;
+    INFO("strided " << strided);
+    expect_close(ops::unary(UnaryOp::gelu, xin), want_y, 4e-6, 1e-6, "gelu");
+    expect_close(ops::unary_backward(UnaryOp::gelu, gin, xin, Tensor()), want_g, 4e-6, 1e-6, "gelu grad");
+  }
+  Tensor nan = full({5}, std::nan(""), kFloat32);
+  for (double v : to_vector(ops::unary(UnaryOp::gelu, nan))) CHECK(std::isnan(v));
+}
+
 TEST_CASE("unary backward matches finite differences of the forward", "[core]") {
   Generator g(2);
   for (int o = 0; o <= int(UnaryOp::square); ++o) {
