@@ -90,7 +90,16 @@ static void map_x4(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
   const float* bp = b.defined() ? ptr<float>(b) : ap;
   const Shape& bst = b.defined() ? b.strides() : a.strides();
   for_each_row<3>(out.shape(), {out.strides(), a.strides(), bst}, [&](auto off, int64_t n, auto st) {
-    for (int64_t i = 0; i < n; i += 4) {
+    int64_t i = 0;
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1)
+      for (; i + 4 <= n; i += 4) {
+        f32x4 va, vb;
+        std::memcpy(&va, ap + off[1] + i, sizeof va);
+        std::memcpy(&vb, bp + off[2] + i, sizeof vb);
+        f32x4 r = f(va, vb);
+        std::memcpy(op + off[0] + i, &r, sizeof r);
+      }
+    for (; i < n; i += 4) {
       int64_t m = std::min<int64_t>(4, n - i);
       f32x4 va = {}, vb = {};
       for (int64_t l = 0; l < m; ++l) {
