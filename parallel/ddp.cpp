@@ -191,6 +191,7 @@ void DistributedDataParallel::on_grad_ready(int i) {
   if (!rebuilt_) ready_order_.push_back(i);
   Bucket& b = buckets_[p.bucket];
   if (--b.pending == 0) b.timing.ready_us = now_us();
+  if (!o_.overlap) return;
   launch_ready_buckets();
   poll_completions();
 }

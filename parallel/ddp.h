@@ -39,6 +39,9 @@ struct DDPOptions {
   std::shared_ptr<comm::Compressor> compressor;  // null: plain average
   // When set, one JSON line per bucket per synchronized step: ready, launch, completion.
   std::string trace_path;
+  // false launches every bucket only after backward has finished: the un-overlapped baseline
+  // that bench_ddp_overlap compares against (same buckets, same collectives, no hiding).
+  bool overlap = true;
 };
 
 struct BucketTiming {
