@@ -4,6 +4,10 @@
 //  - elementwise add (ops::binary_out) on 256M bf16 and 64M f32 elements, as bandwidth
 //    (3 tensors' bytes / time) next to cudaMemcpy device-to-device of one tensor's bytes
 //    (2 x bytes / time: read + write), the practical ceiling.
+//  - fused AdamW (ops::adam_step, one multi-tensor launch) over GPT-2 small's 124M parameters
+//    in f32, and in bf16 with f32 master weights, as bandwidth: the bytes it must move (f32
+//    params: read+write param, m, v and read grad = 28 B/element; bf16 + master: write param
+//    2 B, read+write master, m, v, read grad = 30 B/element) / time.
 // Every result is checked first (wrong = elements off beyond tolerance, on a sample), warm-up
 // runs are untimed, times are CUDA events on the compute stream, medians of 15 runs.
 #include <algorithm>
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "core/cuda/runtime.h"
+#include "core/ops/optim.h"
 #include "fathom.h"
 
 using namespace fathom;
@@ -104,6 +109,66 @@ void bench_add(DType dt, int64_t numel) {
   std::fflush(stdout);
 }
 
+// Device-to-device copy bandwidth (read + write) of a 1 GiB buffer: the practical ceiling.
+double memcpy_gbs() {
+  Device gpu = Device::cuda(0);
+  Tensor a = zeros({int64_t(256) << 20}, {kFloat32, gpu}), b = zeros({int64_t(256) << 20}, {kFloat32, gpu});
+  double ms = median_ms([&] {
+    FATHOM_CUDA_CHECK(cudaMemcpyAsync(b.data_ptr(), a.data_ptr(), a.nbytes(), cudaMemcpyDeviceToDevice,
+                                      cuda::current_stream(0)));
+  });
+  return 2.0 * double(a.nbytes()) / (ms * 1e-3) / 1e9;
+}
+
+void bench_adamw(DType param_dt, double ceiling_gbs) {
+  Device gpu = Device::cuda(0);
+  Generator g(3);
+  // GPT-2 small's parameter tensors: 12 blocks, then the token and position embeddings.
+  std::vector<int64_t> sizes;
+  for (int l = 0; l < 12; ++l)
+    for (int64_t s : {768 * 2304, 2304, 768 * 768, 768, 768 * 3072, 3072, 3072 * 768, 768, 768, 768, 768, 768})
+      sizes.push_back(s);
+  sizes.push_back(50304 * 768);
+  sizes.push_back(1024 * 768);
+  std::vector<ParamSlot> slots, cpu_slots;
+  int64_t total = 0;
+  for (int64_t n : sizes) {
+    ParamSlot s;
+    Tensor w = randn({n}, {kFloat32, gpu}, &g);
+    s.param = param_dt == kFloat32 ? w : ops::to(w, param_dt);
+    if (param_dt != kFloat32) s.master = w;
+    s.grad = randn({n}, {kFloat32, gpu}, &g);
+    s.exp_avg = zeros({n}, {kFloat32, gpu});
+    s.exp_avg_sq = zeros({n}, {kFloat32, gpu});
+    total += n;
+    slots.push_back(s);
+  }
+  // Check: the parameters of a small and a large slot after one step equal the CPU's step.
+  AdamHyper h;
+  h.lr = 1e-3;
+  h.weight_decay = 0.1;
+  std::vector<size_t> checked = {1, sizes.size() - 2};
+  auto on_cpu = [](const Tensor& t) { return t.defined() ? ops::clone(ops::to(t, Device::cpu())) : Tensor(); };
+  for (size_t i : checked)
+    cpu_slots.push_back({on_cpu(slots[i].param), on_cpu(slots[i].grad), on_cpu(slots[i].master),
+                         on_cpu(slots[i].exp_avg), on_cpu(slots[i].exp_avg_sq)});
+  ops::adam_step(slots, h);
+  ops::adam_step(cpu_slots, h);
+  int64_t wrong = 0;
+  for (size_t k = 0; k < checked.size(); ++k)
+    wrong += count_wrong(to_vector(slots[checked[k]].param), to_vector(cpu_slots[k].param),
+                         param_dt == kFloat32 ? 1e-6 : 1e-2, 1e-6);
+  double ms = median_ms([&] { ops::adam_step(slots, h); });
+  double bytes = double(total) * (param_dt == kFloat32 ? 28.0 : 30.0);
+  double gbs = bytes / (ms * 1e-3) / 1e9;
+  std::printf("{\"bench\":\"adamw\",\"param_dtype\":\"%s\",\"params\":%lld,\"tensors\":%zu,"
+              "\"bytes_moved\":%.0f,\"time_ms\":%.4f,\"gbs\":%.1f,\"memcpy_d2d_gbs\":%.1f,"
+              "\"fraction_of_memcpy\":%.3f,\"wrong\":%lld}\n",
+              dtype_name(param_dt), (long long)total, slots.size(), bytes, ms, gbs, ceiling_gbs,
+              gbs / ceiling_gbs, (long long)wrong);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main() {
@@ -119,6 +184,9 @@ int main() {
     bench_gemm(8192);
     bench_add(kBFloat16, int64_t(256) << 20);
     bench_add(kFloat32, int64_t(64) << 20);
+    double ceiling = memcpy_gbs();
+    bench_adamw(kFloat32, ceiling);
+    bench_adamw(kBFloat16, ceiling);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_gpu: %s\n", e.what());
     return 1;
