@@ -106,7 +106,7 @@ void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
   for (size_t i = 0; i < xs.size(); ++i) {
     if (xs[i].numel() == 0) continue;  // out was zero-filled by the dispatch point
     dispatch_float(xs[i].dtype(), "sum_squares", [&]<class T>() {
-      using S = std::conditional_t<std::is_same_v<T, double> || std::is_same_v<T, float>, double, float>;
+      using S = sum_acc_t<T>;  // the sum's own accumulator: f64 for f32/f64, f32 for halves
       run_reduce(ptr<const T>(xs[i]), 1, xs[i].numel(), 1, SumSqRed<T, S>{},
                  StoreVal<S, double>{ptr<double>(out) + i}, L);
     });

@@ -191,7 +191,7 @@ double sum_squares(const std::vector<Tensor>& xs) {
     FATHOM_CHECK(is_floating(x.dtype()), "sum_squares: expected floating-point tensors, got ", x.desc());
     FATHOM_CHECK(list.empty() || x.device() == list[0].device(), "sum_squares: tensors on different "
                  "devices: ", list.empty() ? "" : list[0].desc(), " and ", x.desc());
-    list.push_back(x.is_contiguous() ? x : contiguous(x));
+    list.push_back(contiguous(x));
   }
   if (list.empty()) return 0.0;
   Tensor out = zeros({int64_t(list.size())}, {DType::f64, list[0].device()});
