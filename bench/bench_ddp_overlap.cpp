@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
       .add("width", "1024", "layer width")
       .add("batch", "64", "batch per rank")
       .add("steps", "20", "timed steps per variant (after 3 warm-up steps)")
-      .add("bucket-mb", "25", "DDP bucket cap in MB (the first bucket is 1 MB)");
+      .add("bucket-mb", "25", "DDP bucket cap in MB (the first bucket is 1 MB)")
+      .add("only", "", "run just this variant (compute, ddp or serial), e.g. under perf");
   flags.parse(argc, argv);
   int64_t layers = flags.i64("layers"), width = flags.i64("width"), batch = flags.i64("batch");
   int64_t steps = flags.i64("steps");
@@ -96,6 +97,14 @@ int main(int argc, char** argv) {
       }
       return v[0];
     };
+    std::string only = flags.str("only");
+    if (!only.empty()) {
+      const char* names[] = {"compute", "ddp", "serial"};
+      auto it = std::find(std::begin(names), std::end(names), only);
+      if (it == std::end(names)) flags.fail("--only must be compute, ddp or serial");
+      run(*it, int(it - std::begin(names)));
+      return 0;
+    }
     double compute = run("compute", 0), overlapped = run("ddp", 1), serial = run("serial", 2);
     double exposed = serial - compute;
     if (info.rank == 0)

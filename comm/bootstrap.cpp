@@ -161,6 +161,7 @@ const InitInfo& init() {
   internal::LaunchEnv env = internal::detect_launch();
   r.timeout_s = internal::env_seconds("FATHOM_COMM_TIMEOUT", 600);
   r.debug = internal::env_flag("FATHOM_COMM_DEBUG");
+  internal::check_comm_thread_nice();
   const char* level_env = std::getenv("FATHOM_COMM_MPI_THREADS");
   std::string level_name = level_env ? level_env : "multiple";
   FATHOM_CHECK(level_name == "multiple" || level_name == "serialized",

@@ -1,12 +1,14 @@
 #include "comm/mpi_backend.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
+#include <future>
 #include <sstream>
 
 #include "comm/comm.h"
@@ -49,7 +51,15 @@ MpiBackend::MpiBackend(std::shared_ptr<GroupState> state) : st_(std::move(state)
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   FATHOM_CHECK(event_fd_ >= 0 && timer_fd_ >= 0, "comm: ", st_->where(),
                ": cannot create the comm thread's eventfd/timerfd");
-  thread_ = std::thread([this] { loop(); });
+  // Named (for top -H and perf) and prioritized before the group is used.
+  std::promise<void> ready;
+  thread_ = std::thread([this, &ready] {
+    pthread_setname_np(pthread_self(), "fathom-comm");
+    raise_comm_thread_priority();
+    ready.set_value();
+    loop();
+  });
+  ready.get_future().wait();
 }
 
 MpiBackend::~MpiBackend() {

@@ -1,10 +1,19 @@
 #include "comm/mpi_util.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace fathom::comm::internal {
@@ -41,6 +50,50 @@ void backoff(int round) {
   }
   int us = std::min(1000, 10 << std::min(6, (round - 64) / 16));
   std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
+
+namespace {
+struct NiceSetting {
+  bool apply = true, explicit_value = false;
+  int nice = -10;
+};
+NiceSetting parse_nice() {
+  NiceSetting n;
+  const char* env = std::getenv("FATHOM_COMM_THREAD_NICE");
+  if (!env || !*env) return n;
+  n.explicit_value = true;
+  if (std::string(env) == "off") {
+    n.apply = false;
+    return n;
+  }
+  char* end = nullptr;
+  long v = std::strtol(env, &end, 10);
+  FATHOM_CHECK(*end == '\0' && v >= -20 && v <= 19, "comm::init: FATHOM_COMM_THREAD_NICE='", env,
+               "' must be an integer from -20 to 19, or 'off'");
+  n.nice = int(v);
+  return n;
+}
+// Parsed once; comm::init's check_comm_thread_nice() reports a bad value before any thread
+// starts (a retry after the throw parses again).
+const NiceSetting& nice_setting() {
+  static const NiceSetting n = parse_nice();
+  return n;
+}
+}  // namespace
+
+void check_comm_thread_nice() { nice_setting(); }
+
+void raise_comm_thread_priority() {
+  const NiceSetting& n = nice_setting();
+  if (!n.apply) return;
+  // On Linux a thread id names that one thread: only the comm thread changes.
+  if (setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), n.nice) == 0 || !n.explicit_value) return;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true))
+    std::fprintf(stderr,
+                 "DeepComm: cannot set the comm thread's nice to %d (FATHOM_COMM_THREAD_NICE): "
+                 "%s; it keeps the process's priority\n",
+                 n.nice, std::strerror(errno));
 }
 
 // ---- Half types: MPI has none, so reductions widen to f32 per element and round once. ----

@@ -1,9 +1,11 @@
 // Asynchrony, argument errors, debug mode, byte counters and traces.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "comm/group_state.h"  // white-box: the pending records
@@ -12,6 +14,36 @@
 using namespace fathom;
 using namespace fathom::testing;
 using comm::OpKind;
+
+// Field 19 of /proc/self/task/<tid>/stat, after the parenthesised name (which may hold spaces).
+static std::vector<int> comm_thread_nices() {
+  std::vector<int> nices;
+  for (auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::string name;
+    std::getline(std::ifstream(task.path() / "comm"), name);
+    if (name != "fathom-comm") continue;
+    std::string stat;
+    std::getline(std::ifstream(task.path() / "stat"), stat);
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19; ++i) rest >> field;  // fields 3 (state) to 19 (nice)
+    nices.push_back(std::stoi(field));
+  }
+  return nices;
+}
+
+TEST_CASE("comm threads run at FATHOM_COMM_THREAD_NICE (default -10) when allowed", "[comm]") {
+  auto& w = world();
+  w.allreduce(ones({4}))->wait();  // the world group's thread exists
+  auto nices = comm_thread_nices();
+  REQUIRE(!nices.empty());
+  const char* env = std::getenv("FATHOM_COMM_THREAD_NICE");
+  int process_nice = getpriority(PRIO_PROCESS, 0);
+  // Without privilege a lower nice is refused and the thread keeps the process's.
+  int want = env && *env ? (std::string(env) == "off" ? process_nice : std::stoi(env)) : -10;
+  if (want < process_nice && geteuid() != 0) want = process_nice;
+  for (int n : nices) CHECK(n == want);
+}
 
 TEST_CASE("many calls in flight complete in issue order", "[comm]") {
   auto& w = world();

@@ -49,6 +49,13 @@ comm_job_test(comm_debug_mismatch 2 "FATHOM_COMM_DEBUG=1;FATHOM_COMM_TIMEOUT=10"
   "ranks called different collectives as collective seq 1:.*rank 0: allreduce\\(sum\\) \\[4, 4\\] f32 cpu.*rank 1: allreduce\\(sum\\) \\[4, 5\\] f32 cpu.*send/recv mismatch: rank 0 called send\\(to 1, tag 0\\) \\[3\\] f32 cpu.*rank 1 called recv\\(from 0, tag 0\\) \\[5\\] i32 cpu.*mpirun exit status 3"
   $<TARGET_FILE:comm_debug_mismatch>)
 
+# A malformed comm-thread priority is an error at init, before any thread starts.
+add_test(NAME comm_bad_thread_nice
+  COMMAND sh -c "$<TARGET_FILE:comm_watchdog_skip> 2>&1; echo \"exit status $?\"")
+set_tests_properties(comm_bad_thread_nice PROPERTIES
+  ENVIRONMENT "${_comm_env};FATHOM_COMM_THREAD_NICE=-30" TIMEOUT 30 LABELS comm
+  PASS_REGULAR_EXPRESSION "FATHOM_COMM_THREAD_NICE='-30' must be an integer from -20 to 19, or 'off'.*exit status [1-9]")
+
 # A launcher that promises more processes than MPI sees is an error, not three jobs that each
 # train alone (run without mpirun, so MPI starts a singleton).
 add_test(NAME comm_bootstrap_mismatch
