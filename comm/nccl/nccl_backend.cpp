@@ -51,10 +51,9 @@ namespace {
                            " [", __FILE__, ":", __LINE__, "]");                      \
   } while (0)
 
-// LEAD: the one place DeepComm learns the compute stream. Wired to the core's
-// fathom::cuda::current_stream (core/cuda/runtime.h), which landed while this was written; if
-// that API moves, change only this function. Collectives wait for this stream's work before
-// reading a tensor, and Work::wait() makes it wait for the collective.
+// The one place DeepComm names the compute stream (the core's, core/cuda/runtime.h).
+// Collectives wait for this stream's work before reading a tensor, and Work::wait() makes it
+// wait for the collective.
 cudaStream_t compute_stream(int device) { return fathom::cuda::current_stream(device); }
 
 class DeviceGuard {

@@ -5,6 +5,7 @@
 //
 // The shared Catch2 main (tests/main.cpp) knows nothing about MPI: the first world() call
 // initializes DeepComm and an atexit hook finalizes it after the tests.
+#include <algorithm>
 #include <vector>
 
 #include "comm/comm.h"
@@ -36,6 +37,27 @@ inline Tensor rank_tensor(int64_t n, int rank, DType t) {
   std::vector<double> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = value(i, rank, t);
   return from_vector(v, {n}, t);
+}
+
+inline constexpr comm::ReduceOp kOps[] = {comm::ReduceOp::sum, comm::ReduceOp::avg,
+                                          comm::ReduceOp::max, comm::ReduceOp::min};
+
+// What allreduce(op) must give for element i, from the inputs value(i, r, t) of every rank.
+inline double reduced(int64_t i, int n, DType t, comm::ReduceOp op) {
+  double acc = value(i, 0, t);
+  for (int r = 1; r < n; ++r) {
+    double v = value(i, r, t);
+    if (t == DType::boolean) {
+      acc = op == comm::ReduceOp::min ? double(acc && v) : double(acc || v);
+      continue;
+    }
+    switch (op) {
+      case comm::ReduceOp::sum: case comm::ReduceOp::avg: acc += v; break;
+      case comm::ReduceOp::max: acc = std::max(acc, v); break;
+      case comm::ReduceOp::min: acc = std::min(acc, v); break;
+    }
+  }
+  return op == comm::ReduceOp::avg ? acc / n : acc;
 }
 
 // Exact comparison, reporting the first few mismatches.

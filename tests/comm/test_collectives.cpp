@@ -1,34 +1,11 @@
 // Every collective, every dtype, sizes 0, 1, odd and several MB, checked exactly against the
 // values every rank can compute for itself.
-#include <algorithm>
-
 #include "comm_testing.h"
 
 using namespace fathom;
 using namespace fathom::testing;
 
 namespace {
-
-// What allreduce(op) must give for element i, from the inputs value(i, r, t) of every rank.
-double reduced(int64_t i, int n, DType t, comm::ReduceOp op) {
-  double acc = value(i, 0, t);
-  for (int r = 1; r < n; ++r) {
-    double v = value(i, r, t);
-    if (t == DType::boolean) {
-      acc = op == comm::ReduceOp::min ? double(acc && v) : double(acc || v);
-      continue;
-    }
-    switch (op) {
-      case comm::ReduceOp::sum: case comm::ReduceOp::avg: acc += v; break;
-      case comm::ReduceOp::max: acc = std::max(acc, v); break;
-      case comm::ReduceOp::min: acc = std::min(acc, v); break;
-    }
-  }
-  return op == comm::ReduceOp::avg ? acc / n : acc;
-}
-
-const comm::ReduceOp kOps[] = {comm::ReduceOp::sum, comm::ReduceOp::avg, comm::ReduceOp::max,
-                               comm::ReduceOp::min};
 
 // The several-MB size is slow to fill and check with 4 ranks on 2 cores: there, every dtype
 // gets sum, and bf16 (MPI reduces it with DeepComm's own op, in segments) every op.

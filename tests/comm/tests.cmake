@@ -7,17 +7,20 @@
 #    backstop that turns a hang into a failed test.
 set(_comm_env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
     FATHOM_COMM_TIMEOUT=60)
+# Every rank gets its own NCCL host id, so the [cuda] cases run with several ranks on one GPU
+# (without a GPU they only report SKIPPED and the wrapper changes nothing).
 set(_mpirun ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+set(_hostid ${PROJECT_SOURCE_DIR}/scripts/nccl_hostid.sh)
 
 foreach(np 2 4)
   add_test(NAME comm_tests_np${np}
-    COMMAND ${_mpirun} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe $<TARGET_FILE:comm_tests> ${MPIEXEC_POSTFLAGS})
+    COMMAND ${_mpirun} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> ${MPIEXEC_POSTFLAGS})
   set_tests_properties(comm_tests_np${np} PROPERTIES ENVIRONMENT "${_comm_env}" TIMEOUT 120 LABELS comm)
 endforeach()
 add_test(NAME comm_tests_np1 COMMAND comm_tests)
 set_tests_properties(comm_tests_np1 PROPERTIES ENVIRONMENT "${_comm_env}" TIMEOUT 60 LABELS comm)
 add_test(NAME comm_tests_np2_serialized
-  COMMAND ${_mpirun} 2 ${MPIEXEC_PREFLAGS} --oversubscribe $<TARGET_FILE:comm_tests> ${MPIEXEC_POSTFLAGS})
+  COMMAND ${_mpirun} 2 ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> ${MPIEXEC_POSTFLAGS})
 set_tests_properties(comm_tests_np2_serialized PROPERTIES
   ENVIRONMENT "${_comm_env};FATHOM_COMM_MPI_THREADS=serialized" TIMEOUT 120 LABELS comm)
 

@@ -53,47 +53,64 @@ void expect_same_params(nn::Module& a, nn::Module& b, double rtol) {
   }
 }
 
+// DDP over 10 steps of split batches against one process on the whole batch (on `dev`):
+// variant 0 SGD with momentum, 1 AdamW, 2 AdamW with every bucket launched after backward.
+void split_batch_matches_whole(Device dev, int variant) {
+  auto pg = world();
+  int r = pg->rank(), w = pg->size();
+  INFO("variant " << variant << " on " << dev.str());
+  bool adam = variant > 0;
+  auto model = std::make_shared<Net>(7), ref = std::make_shared<Net>(7);
+  model->to(dev);
+  ref->to(dev);
+  parallel::DDPOptions o;
+  o.bucket_cap_mb = o.first_bucket_cap_mb = 0.0004;  // ~100 floats: several buckets
+  o.overlap = variant != 2;
+  parallel::DistributedDataParallel ddp(model, pg, o);
+  auto before = ddp.bucket_layout();
+  REQUIRE(before.size() > 1);
+  std::unique_ptr<optim::Optimizer> opt, opt_ref;
+  if (adam) {
+    opt = std::make_unique<optim::AdamW>(model->named_parameters(), optim::AdamWOptions{.lr = 0.01});
+    opt_ref = std::make_unique<optim::AdamW>(ref->named_parameters(), optim::AdamWOptions{.lr = 0.01});
+  } else {
+    opt = std::make_unique<optim::SGD>(model->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+    opt_ref = std::make_unique<optim::SGD>(ref->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+  }
+  ddp.attach(*opt);
+  for (int64_t s = 0; s < 10; ++s) {
+    auto [x, y] = global_batch(s);
+    x = ops::to(x, dev);
+    y = ops::to(y, dev);
+    opt->zero_grad();
+    cross_entropy(ddp.forward(shard(x, r, w)), shard(y, r, w)).backward();
+    opt->step();
+    opt_ref->zero_grad();
+    cross_entropy(ref->forward(x), y).backward();
+    opt_ref->step();
+    if (s == 0) {
+      // p.grad() is the average over ranks: the whole batch's gradient.
+      CHECK(model->fc1->weight.grad().device() == dev);
+      expect_close(model->fc1->weight.grad(), ref->fc1->weight.grad(), 1e-5, 1e-7, "grad");
+    }
+  }
+  CHECK(ddp.bucket_layout() != before);  // rebuilt from the real gradient order
+  CHECK(ddp.bucket_layout().front().front().rfind("fc2.", 0) == 0);
+  expect_same_params(*model, *ref, 1e-6);
+}
+
 }  // namespace
 
 TEST_CASE("DDP on a split batch equals one process on the whole batch, through a bucket rebuild", "[parallel]") {
-  auto pg = world();
-  int r = pg->rank(), w = pg->size();
-  for (int variant : {0, 1, 2}) {  // SGD, AdamW, AdamW with every bucket launched after backward
-    INFO("variant " << variant);
-    bool adam = variant > 0;
-    auto model = std::make_shared<Net>(7), ref = std::make_shared<Net>(7);
-    parallel::DDPOptions o;
-    o.bucket_cap_mb = o.first_bucket_cap_mb = 0.0004;  // ~100 floats: several buckets
-    o.overlap = variant != 2;
-    parallel::DistributedDataParallel ddp(model, pg, o);
-    auto before = ddp.bucket_layout();
-    REQUIRE(before.size() > 1);
-    std::unique_ptr<optim::Optimizer> opt, opt_ref;
-    if (adam) {
-      opt = std::make_unique<optim::AdamW>(model->named_parameters(), optim::AdamWOptions{.lr = 0.01});
-      opt_ref = std::make_unique<optim::AdamW>(ref->named_parameters(), optim::AdamWOptions{.lr = 0.01});
-    } else {
-      opt = std::make_unique<optim::SGD>(model->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
-      opt_ref = std::make_unique<optim::SGD>(ref->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
-    }
-    ddp.attach(*opt);
-    for (int64_t s = 0; s < 10; ++s) {
-      auto [x, y] = global_batch(s);
-      opt->zero_grad();
-      cross_entropy(ddp.forward(shard(x, r, w)), shard(y, r, w)).backward();
-      opt->step();
-      opt_ref->zero_grad();
-      cross_entropy(ref->forward(x), y).backward();
-      opt_ref->step();
-      if (s == 0) {
-        // p.grad() is the average over ranks: the whole batch's gradient.
-        expect_close(model->fc1->weight.grad(), ref->fc1->weight.grad(), 1e-5, 1e-7, "grad");
-      }
-    }
-    CHECK(ddp.bucket_layout() != before);  // rebuilt from the real gradient order
-    CHECK(ddp.bucket_layout().front().front().rfind("fc2.", 0) == 0);
-    expect_same_params(*model, *ref, 1e-6);
-  }
+  for (int variant : {0, 1, 2}) split_batch_matches_whole(Device::cpu(), variant);
+}
+
+// Over NCCL: several ranks can share one GPU for this (NCCL_HOSTID per rank, docs/comm.md).
+TEST_CASE("DDP over NCCL on a split batch equals one process on the whole batch", "[parallel][cuda]") {
+  if (!has_cuda()) return;
+  Device dev = comm::init().device;
+  REQUIRE(dev.is_cuda());
+  for (int variant : {0, 1, 2}) split_batch_matches_whole(dev, variant);
 }
 
 TEST_CASE("DDP no_sync accumulation equals one process on the bigger batch", "[parallel]") {
