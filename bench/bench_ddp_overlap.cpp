@@ -6,6 +6,8 @@
 //               = false): compute followed by an un-overlapped all-reduce
 // and a summary: hidden = (serial - ddp) / (serial - compute), the fraction of the exposed
 // communication time that overlap removed.
+// On a GPU (--device cuda, DDP over NCCL) the host never waits for communication, so only the
+// step times mean something there; wait_after_backward_ms is the host's view.
 //   mpirun -np 2 ./build/bench/bench_ddp_overlap --layers 8 --width 1024
 #include <algorithm>
 #include <chrono>
@@ -45,7 +47,9 @@ int main(int argc, char** argv) {
       .add("batch", "64", "batch per rank")
       .add("steps", "20", "timed steps per variant (after 3 warm-up steps)")
       .add("bucket-mb", "25", "DDP bucket cap in MB (the first bucket is 1 MB)")
-      .add("only", "", "run just this variant (compute, ddp or serial), e.g. under perf");
+      .add("only", "", "run just this variant (compute, ddp or serial), e.g. under perf")
+      .add("device", "cpu", "cpu, or cuda for this rank's GPU (DDP over NCCL)")
+      .add("trace", "", "write DDP's per-bucket trace to PREFIX.<variant>.rank<R>.jsonl");
   flags.parse(argc, argv);
   int64_t layers = flags.i64("layers"), width = flags.i64("width"), batch = flags.i64("batch");
   int64_t steps = flags.i64("steps");
@@ -53,18 +57,26 @@ int main(int argc, char** argv) {
   try {
     const comm::InitInfo& info = comm::init();
     auto pg = info.world;
+    Device dev = flags.device("device");
+    if (dev.is_cuda()) {
+      if (!info.device.is_cuda()) flags.fail("--device cuda, but this machine has no CUDA device");
+      dev = info.device;  // this rank's GPU
+    }
     Generator data_gen(uint64_t(100 + info.rank));
-    Tensor x = randn({batch, width}, kFloat32, &data_gen);
-    Tensor y = ops::to(ops::to(uniform({batch}, 0, double(width), kFloat32, &data_gen), kInt64), Device::cpu());
+    Tensor x = ops::to(randn({batch, width}, kFloat32, &data_gen), dev);
+    Tensor y = ops::to(ops::to(uniform({batch}, 0, double(width), kFloat32, &data_gen), kInt64), dev);
 
     auto run = [&](const char* name, int mode) {  // 0 compute, 1 ddp, 2 serial
       auto model = make_model(layers, width);
+      model->to(dev);
       optim::AdamW opt(model->named_parameters());
       std::unique_ptr<parallel::DistributedDataParallel> ddp;
       if (mode > 0) {
         parallel::DDPOptions o;
         o.bucket_cap_mb = flags.f64("bucket-mb");
         o.overlap = mode == 1;
+        if (!flags.str("trace").empty())
+          o.trace_path = flags.str("trace") + "." + name;  // DDP adds .rank<R>.jsonl
         ddp = std::make_unique<parallel::DistributedDataParallel>(model, pg, o);
         ddp->attach(opt);
       }
@@ -75,8 +87,12 @@ int main(int argc, char** argv) {
         auto t0 = std::chrono::steady_clock::now();
         opt.zero_grad();
         Tensor out = ddp ? ddp->forward(x) : model->forward(x);
-        cross_entropy(out, y).backward();
+        Tensor loss = cross_entropy(out, y);
+        loss.backward();
         opt.step();
+        // On a GPU the host is ahead of the device: copying the loss out on the compute
+        // stream, after the step's kernels, waits for the whole step.
+        if (dev.is_cuda()) loss.item<double>();
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         if (s < 3) continue;
         times.push_back(ms);
