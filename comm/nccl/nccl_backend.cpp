@@ -198,6 +198,10 @@ class NcclBackend final : public Backend, public Poller {
   }
 
   void enqueue(const Call& c, const std::function<std::string()>& what) {
+    // Nothing to move (then every rank has nothing: the element counts agree across ranks).
+    // Not handed to NCCL, whose pointer checks an empty tensor's null data may trip; the
+    // call still gets its place on the stream through the done event.
+    if (c.out.numel() == 0) return;
     void* out = c.out.data_ptr();
     const void* in = c.in.data_ptr();
     ncclDataType_t t = nccl_type(c.out.dtype());
