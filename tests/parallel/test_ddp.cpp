@@ -113,6 +113,18 @@ TEST_CASE("DDP over NCCL on a split batch equals one process on the whole batch"
   for (int variant : {0, 1, 2}) split_batch_matches_whole(dev, variant);
 }
 
+TEST_CASE("DDP buckets close before a parameter would take them past their cap", "[parallel]") {
+  auto model = std::make_shared<Net>(5);
+  parallel::DDPOptions o;
+  o.first_bucket_cap_mb = 100 * 4 / 1048576.0;  // 100 floats
+  o.bucket_cap_mb = 1000 * 4 / 1048576.0;
+  parallel::DistributedDataParallel ddp(model, world(), o);
+  // Reverse registration order: fc1.bias (16) fits the first bucket, fc1.weight (192) would
+  // overflow it and starts the next, which holds the rest (277 floats).
+  using Layout = std::vector<std::vector<std::string>>;
+  CHECK(ddp.bucket_layout() == Layout{{"fc1.bias"}, {"fc1.weight", "fc2.bias", "fc2.weight"}});
+}
+
 TEST_CASE("DDP no_sync accumulation equals one process on the bigger batch", "[parallel]") {
   auto pg = world();
   int r = pg->rank(), w = pg->size();
