@@ -89,6 +89,24 @@ double env_seconds(const char* name, double fallback) {
   return x;
 }
 
+// FATHOM_COMM_THREAD_NICE: an integer from -20 to 19, or "off"; unset keeps the default.
+CommThreadNice env_thread_nice() {
+  CommThreadNice n;
+  const char* v = std::getenv("FATHOM_COMM_THREAD_NICE");
+  if (!v || !*v) return n;
+  n.explicit_value = true;
+  if (std::string(v) == "off") {
+    n.apply = false;
+    return n;
+  }
+  char* end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  FATHOM_CHECK(*end == '\0' && x >= -20 && x <= 19, "comm::init: FATHOM_COMM_THREAD_NICE='", v,
+               "' must be an integer from -20 to 19, or 'off'");
+  n.nice = int(x);
+  return n;
+}
+
 bool env_flag(const char* name) {
   const char* v = std::getenv(name);
   return v && *v && std::string(v) != "0";
@@ -161,7 +179,7 @@ const InitInfo& init() {
   internal::LaunchEnv env = internal::detect_launch();
   r.timeout_s = internal::env_seconds("FATHOM_COMM_TIMEOUT", 600);
   r.debug = internal::env_flag("FATHOM_COMM_DEBUG");
-  internal::check_comm_thread_nice();
+  internal::set_comm_thread_nice(internal::env_thread_nice());
   const char* level_env = std::getenv("FATHOM_COMM_MPI_THREADS");
   std::string level_name = level_env ? level_env : "multiple";
   FATHOM_CHECK(level_name == "multiple" || level_name == "serialized",

@@ -10,10 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <string>
 #include <thread>
 
 namespace fathom::comm::internal {
@@ -53,38 +51,13 @@ void backoff(int round) {
 }
 
 namespace {
-struct NiceSetting {
-  bool apply = true, explicit_value = false;
-  int nice = -10;
-};
-NiceSetting parse_nice() {
-  NiceSetting n;
-  const char* env = std::getenv("FATHOM_COMM_THREAD_NICE");
-  if (!env || !*env) return n;
-  n.explicit_value = true;
-  if (std::string(env) == "off") {
-    n.apply = false;
-    return n;
-  }
-  char* end = nullptr;
-  long v = std::strtol(env, &end, 10);
-  FATHOM_CHECK(*end == '\0' && v >= -20 && v <= 19, "comm::init: FATHOM_COMM_THREAD_NICE='", env,
-               "' must be an integer from -20 to 19, or 'off'");
-  n.nice = int(v);
-  return n;
-}
-// Parsed once; comm::init's check_comm_thread_nice() reports a bad value before any thread
-// starts (a retry after the throw parses again).
-const NiceSetting& nice_setting() {
-  static const NiceSetting n = parse_nice();
-  return n;
-}
+CommThreadNice g_nice;  // set by comm::init before any group's thread starts
 }  // namespace
 
-void check_comm_thread_nice() { nice_setting(); }
+void set_comm_thread_nice(CommThreadNice n) { g_nice = n; }
 
 void raise_comm_thread_priority() {
-  const NiceSetting& n = nice_setting();
+  const CommThreadNice& n = g_nice;
   if (!n.apply) return;
   // On Linux a thread id names that one thread: only the comm thread changes.
   if (setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), n.nice) == 0 || !n.explicit_value) return;

@@ -45,12 +45,16 @@ void backoff(int round);
 // Called by each comm thread as it starts. A comm thread on a CPU that compute keeps busy must
 // run the moment it is runnable: its collective progresses only while the peers' comm threads
 // run too, and each one left waiting for a time slice busy-polls on its own core. So it asks
-// for nice FATHOM_COMM_THREAD_NICE (default -10; "off" leaves it alone). Raising priority
-// needs CAP_SYS_NICE or an RLIMIT_NICE allowance: the default quietly stays at the process's
-// priority without one, an explicit value prints one warning.
+// for a lower nice (FATHOM_COMM_THREAD_NICE, parsed by comm::init). That needs CAP_SYS_NICE
+// or an RLIMIT_NICE allowance: the default quietly stays at the process's priority without
+// one, an explicit value prints one warning.
+struct CommThreadNice {
+  bool apply = true;            // false: "off", leave the thread's priority alone
+  bool explicit_value = false;  // the user set it: a refusal is worth a warning
+  int nice = -10;
+};
+void set_comm_thread_nice(CommThreadNice n);
 void raise_comm_thread_priority();
-// Throws fathom::Error if FATHOM_COMM_THREAD_NICE is malformed; comm::init calls it first.
-void check_comm_thread_nice();
 
 // Runs one MPI operation to completion with the policy above: `blocking()` under
 // MPI_THREAD_MULTIPLE, otherwise `start(&request)` and MPI_Test until done. `what()` names
