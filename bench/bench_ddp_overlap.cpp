@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
       .add("steps", "20", "timed steps per variant (after 3 warm-up steps)")
       .add("bucket-mb", "25", "DDP bucket cap in MB (the first bucket is 1 MB)")
       .add("only", "", "run just this variant (compute, ddp or serial), e.g. under perf")
-      .add("device", "cpu", "cpu, or cuda for this rank's GPU (DDP over NCCL)")
+      .add("device", "cpu", "cpu, or cuda for this rank's GPU (DDP over NCCL), or cuda:N")
       .add("trace", "", "write DDP's per-bucket trace to PREFIX.<variant>.rank<R>.jsonl");
   flags.parse(argc, argv);
   int64_t layers = flags.i64("layers"), width = flags.i64("width"), batch = flags.i64("batch");
@@ -57,11 +57,7 @@ int main(int argc, char** argv) {
   try {
     const comm::InitInfo& info = comm::init();
     auto pg = info.world;
-    Device dev = flags.device("device");
-    if (dev.is_cuda()) {
-      if (!info.device.is_cuda()) flags.fail("--device cuda, but this machine has no CUDA device");
-      dev = info.device;  // this rank's GPU
-    }
+    Device dev = flags.rank_device("device", info.device);
     Generator data_gen(uint64_t(100 + info.rank));
     Tensor x = ops::to(randn({batch, width}, kFloat32, &data_gen), dev);
     Tensor y = ops::to(ops::to(uniform({batch}, 0, double(width), kFloat32, &data_gen), kInt64), dev);

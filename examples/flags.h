@@ -89,6 +89,15 @@ class Flags {
       fail(e.what());
     }
   }
+  // A device flag in a job under a launcher: plain "cuda" is this rank's GPU (`rank_gpu`,
+  // comm::init's choice), "cuda:N" stays as given, and "cuda" on a machine without a GPU is a
+  // flag error rather than a run on the CPU.
+  Device rank_device(const std::string& name, Device rank_gpu) const {
+    Device d = device(name);
+    if (!d.is_cuda() || str(name) != "cuda") return d;
+    if (!rank_gpu.is_cuda()) fail("--" + name + " cuda, but this machine has no CUDA device");
+    return rank_gpu;
+  }
   // Reports a bad value found after parsing (e.g. an unknown choice) the same way.
   [[noreturn]] void fail(const std::string& msg) const {
     std::fprintf(stderr, "%s: %s\n\n", program_.c_str(), msg.c_str());

@@ -65,12 +65,10 @@ int main(int argc, char** argv) {
   if (batch < 1) flags.fail("--batch must be at least 1");
   if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
   DType dt = flags.model_dtype("dtype");
-  Device dev = flags.device("device");
-
   try {
     const comm::InitInfo& info = comm::init();
     int rank = info.rank, world = info.world_size;
-    if (dev.is_cuda() && flags.str("device") == "cuda") dev = info.device;
+    Device dev = flags.rank_device("device", info.device);
     bool talk = rank == 0 || flags.boolean("all-ranks");
     if (batch % world != 0) flags.fail("--batch " + std::to_string(batch) + " must divide by the " +
                                        std::to_string(world) + " ranks");
