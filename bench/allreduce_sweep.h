@@ -46,6 +46,17 @@ inline bool parse_sweep_flags(int argc, char** argv, const char* program, SweepF
   return true;
 }
 
+// Rank r's element i is (i % 13) + r: the sum over n ranks, n (i % 13) + n (n - 1) / 2, is
+// exact in f32.
+inline void fill(float* p, int64_t count, int rank) {
+  for (int64_t i = 0; i < count; ++i) p[i] = float(i % 13 + rank);
+}
+inline int64_t count_wrong(const float* p, int64_t count, int n) {
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < count; ++i) wrong += p[i] != float(n * (i % 13) + n * (n - 1) / 2);
+  return wrong;
+}
+
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   size_t m = v.size() / 2;

@@ -15,22 +15,6 @@
 
 using namespace fathom;
 
-namespace {
-
-// Rank r's element i is (i % 13) + r: the sum over n ranks, n (i % 13) + n (n - 1) / 2, is
-// exact in f32.
-void fill(float* p, int64_t count, int rank) {
-  for (int64_t i = 0; i < count; ++i) p[i] = float(i % 13 + rank);
-}
-int64_t count_wrong(const float* p, int64_t count, int n) {
-  int64_t wrong = 0;
-  for (int64_t i = 0; i < count; ++i)
-    wrong += p[i] != float(n * (i % 13) + n * (n - 1) / 2);
-  return wrong;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   bench::SweepFlags f;
   if (!bench::parse_sweep_flags(argc, argv, "bench_allreduce", f)) return 2;
@@ -51,9 +35,9 @@ int main(int argc, char** argv) {
     float* p = x.data<float>();
     int64_t wrong = 0;
     bench::SweepTimes t = bench::time_sweep_point(
-        f.warmup, iters, [&] { fill(p, count, rank); }, [&] { pg.allreduce(x)->wait(); },
+        f.warmup, iters, [&] { bench::fill(p, count, rank); }, [&] { pg.allreduce(x)->wait(); },
         [&] { MPI_Allreduce(MPI_IN_PLACE, p, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); },
-        [&](bool) { wrong += count_wrong(p, count, n); });
+        [&](bool) { wrong += bench::count_wrong(p, count, n); });
     MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0) bench::print_sweep_point("mpi", bytes, n, t, iters, wrong);
   }

@@ -23,8 +23,6 @@
 
 using namespace fathom;
 
-namespace {
-
 #define BENCH_NCCL_CHECK(call)                                                        \
   do {                                                                                \
     ncclResult_t r_ = (call);                                                         \
@@ -33,20 +31,6 @@ namespace {
       MPI_Abort(MPI_COMM_WORLD, 1);                                                   \
     }                                                                                 \
   } while (0)
-
-// Rank r's element i is (i % 13) + r; the sum over n ranks is exact in f32.
-std::vector<float> pattern(int64_t count, int rank) {
-  std::vector<float> v(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) v[size_t(i)] = float(i % 13 + rank);
-  return v;
-}
-int64_t count_wrong(const std::vector<float>& got, int n) {
-  int64_t wrong = 0;
-  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != float(n * int64_t(i % 13) + n * (n - 1) / 2);
-  return wrong;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   bench::SweepFlags f;
@@ -77,7 +61,8 @@ int main(int argc, char** argv) {
     int iters = f.iters ? f.iters : bytes <= (int64_t(16) << 20) ? 50 : 20;
     Tensor x = empty({count}, {DType::f32, info.device});
     float* p = x.data<float>();
-    std::vector<float> host = pattern(count, rank), got(static_cast<size_t>(count));
+    std::vector<float> host(static_cast<size_t>(count)), got(static_cast<size_t>(count));
+    bench::fill(host.data(), count, rank);
     int64_t wrong = 0;
     bench::SweepTimes t = bench::time_sweep_point(
         f.warmup, iters,
@@ -93,7 +78,7 @@ int main(int argc, char** argv) {
         [&](bool last) {
           if (!last) return;  // each contender's final run
           FATHOM_CUDA_CHECK(cudaMemcpy(got.data(), p, size_t(bytes), cudaMemcpyDeviceToHost));
-          wrong += count_wrong(got, n);
+          wrong += bench::count_wrong(got.data(), count, n);
         });
     MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0) bench::print_sweep_point("nccl", bytes, n, t, iters, wrong);
