@@ -6,6 +6,7 @@
 // The shared Catch2 main (tests/main.cpp) knows nothing about MPI: the first world() call
 // initializes DeepComm and an atexit hook finalizes it after the tests.
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "comm/comm.h"
@@ -58,6 +59,11 @@ inline double reduced(int64_t i, int n, DType t, comm::ReduceOp op) {
     }
   }
   return op == comm::ReduceOp::avg ? acc / n : acc;
+}
+
+// "allreduce f32 n=7": names a case in failure messages.
+inline std::string label(const char* op, DType t, int64_t n) {
+  return std::string(op) + " " + dtype_name(t) + " n=" + std::to_string(n);
 }
 
 // Exact comparison, reporting the first few mismatches.

@@ -13,10 +13,6 @@ bool skip_big(int64_t n, DType t, comm::ReduceOp op) {
   return n > 1000 && op != comm::ReduceOp::sum && t != DType::bf16;
 }
 
-std::string label(const char* op, DType t, int64_t n) {
-  return std::string(op) + " " + dtype_name(t) + " n=" + std::to_string(n);
-}
-
 }  // namespace
 
 TEST_CASE("allreduce: every dtype, op and size", "[comm]") {

@@ -22,10 +22,6 @@ Tensor cuda_rank_tensor(int64_t n, int rank, DType t, Device dev) {
   return ops::to(rank_tensor(n, rank, t), dev);
 }
 
-std::string label(const char* op, DType t, int64_t n) {
-  return std::string(op) + " " + dtype_name(t) + " n=" + std::to_string(n) + " cuda";
-}
-
 }  // namespace
 
 TEST_CASE("nccl: allreduce, every dtype, op and size", "[comm][cuda]") {
