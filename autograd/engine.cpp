@@ -1,15 +1,15 @@
-#include "autograd/engine.h"
+#include "fathom/autograd/engine.h"
 
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "autograd/grad_mode.h"
-#include "autograd/node.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/factory.h"
-#include "core/ops/reduce.h"
-#include "core/ops/shape.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/autograd/node.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/reduce.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::autograd {
 

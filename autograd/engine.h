@@ -9,8 +9,8 @@
 #include <functional>
 #include <vector>
 
-#include "autograd/meta.h"
-#include "core/tensor.h"
+#include "fathom/autograd/meta.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::autograd {
 

@@ -1,12 +1,12 @@
-#include "autograd/gradcheck.h"
+#include "fathom/autograd/gradcheck.h"
 
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 
-#include "autograd/engine.h"
-#include "autograd/grad_mode.h"
-#include "core/ops/factory.h"
+#include "fathom/autograd/engine.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::autograd {
 

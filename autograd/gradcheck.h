@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::autograd {
 

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::autograd {
 

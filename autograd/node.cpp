@@ -1,8 +1,8 @@
-#include "autograd/node.h"
+#include "fathom/autograd/node.h"
 
-#include "autograd/grad_mode.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/shape.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::autograd {
 

@@ -25,8 +25,8 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/meta.h"
-#include "core/tensor.h"
+#include "fathom/autograd/meta.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::autograd {
 

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/ops/nn.h"
-#include "core/random.h"
-#include "core/tensor.h"
+#include "fathom/core/ops/nn.h"
+#include "fathom/core/random.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 

@@ -1,9 +1,9 @@
 // The autograd-state methods of Tensor (declared in core/tensor.h). The differentiable view and
 // reduction methods sit with their backward in autograd/ops/shape.cpp and reduce.cpp.
-#include "autograd/engine.h"
-#include "autograd/grad_mode.h"
-#include "autograd/meta.h"
-#include "autograd/node.h"
+#include "fathom/autograd/engine.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/autograd/meta.h"
+#include "fathom/autograd/node.h"
 
 namespace fathom {
 

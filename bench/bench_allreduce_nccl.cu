@@ -17,9 +17,9 @@
 #include <cstdint>
 
 #include "bench/allreduce_sweep.h"
-#include "comm/comm.h"
-#include "core/cuda/runtime.h"
-#include "core/ops/factory.h"
+#include "fathom/comm/comm.h"
+#include "fathom/core/cuda/runtime.h"
+#include "fathom/core/ops/factory.h"
 
 using namespace fathom;
 

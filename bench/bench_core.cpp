@@ -19,7 +19,7 @@
 #include <functional>
 #include <vector>
 
-#include "fathom.h"
+#include <fathom.h>
 
 using namespace fathom;
 

@@ -13,11 +13,11 @@
 #include <chrono>
 #include <cstdio>
 
-#include "comm/comm.h"
+#include "fathom/comm/comm.h"
 #include "examples/flags.h"
-#include "fathom.h"
-#include "optim/optimizer.h"
-#include "parallel/ddp.h"
+#include <fathom.h>
+#include "fathom/optim/optimizer.h"
+#include "fathom/parallel/ddp.h"
 
 using namespace fathom;
 

@@ -6,8 +6,8 @@
 #include <cstdio>
 
 #include "examples/flags.h"
-#include "fathom.h"
-#include "optim/optimizer.h"
+#include <fathom.h>
+#include "fathom/optim/optimizer.h"
 
 using namespace fathom;
 

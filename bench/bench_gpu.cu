@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/runtime.h"
-#include "core/ops/optim.h"
-#include "fathom.h"
+#include "fathom/core/cuda/runtime.h"
+#include "fathom/core/ops/optim.h"
+#include <fathom.h>
 
 using namespace fathom;
 

@@ -4,11 +4,11 @@
 #include <cstdlib>
 #include <mutex>
 
-#include "comm/comm.h"
-#include "comm/group_state.h"
-#include "comm/mpi_util.h"
-#include "comm/side_channel.h"
-#include "comm/watchdog.h"
+#include "fathom/comm/comm.h"
+#include "fathom/comm/group_state.h"
+#include "fathom/comm/mpi_util.h"
+#include "fathom/comm/side_channel.h"
+#include "fathom/comm/watchdog.h"
 
 namespace fathom::comm {
 namespace internal {

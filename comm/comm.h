@@ -11,8 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "comm/process_group.h"
-#include "core/device.h"
+#include "fathom/comm/process_group.h"
+#include "fathom/core/device.h"
 
 namespace fathom::comm {
 

@@ -1,7 +1,7 @@
-#include "comm/compressor.h"
+#include "fathom/comm/compressor.h"
 
-#include "core/ops/compress.h"
-#include "core/ops/factory.h"
+#include "fathom/core/ops/compress.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::comm {
 

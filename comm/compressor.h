@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "comm/process_group.h"
+#include "fathom/comm/process_group.h"
 
 namespace fathom::comm {
 

@@ -1,10 +1,10 @@
-#include "comm/group_state.h"
+#include "fathom/comm/group_state.h"
 
 #include <cstdio>
 #include <cstring>
 #include <sstream>
 
-#include "comm/mpi_util.h"
+#include "fathom/comm/mpi_util.h"
 
 namespace fathom::comm::internal {
 

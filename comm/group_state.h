@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/process_group.h"
+#include "fathom/comm/process_group.h"
 
 namespace fathom::comm::internal {
 

@@ -1,4 +1,4 @@
-#include "comm/mpi_backend.h"
+#include "fathom/comm/mpi_backend.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -11,9 +11,9 @@
 #include <future>
 #include <sstream>
 
-#include "comm/comm.h"
-#include "comm/mpi_util.h"
-#include "core/ops/elementwise.h"
+#include "fathom/comm/comm.h"
+#include "fathom/comm/mpi_util.h"
+#include "fathom/core/ops/elementwise.h"
 
 namespace fathom::comm::internal {
 

@@ -23,7 +23,7 @@
 #include <mutex>
 #include <thread>
 
-#include "comm/group_state.h"
+#include "fathom/comm/group_state.h"
 
 namespace fathom::comm::internal {
 

@@ -1,4 +1,4 @@
-#include "comm/mpi_util.h"
+#include "fathom/comm/mpi_util.h"
 
 #include <sys/resource.h>
 #include <sys/syscall.h>

@@ -4,9 +4,9 @@
 
 #include <string>
 
-#include "comm/process_group.h"
-#include "core/dtype.h"
-#include "core/error.h"
+#include "fathom/comm/process_group.h"
+#include "fathom/core/dtype.h"
+#include "fathom/core/error.h"
 
 namespace fathom::comm::internal {
 

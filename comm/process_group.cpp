@@ -1,16 +1,16 @@
 // The front end: checks every call's arguments (errors name the call, the group and the
 // tensors), numbers it, and hands it to the backend for the tensor's device.
-#include "comm/process_group.h"
+#include "fathom/comm/process_group.h"
 
 #include <climits>
 #include <functional>
 
-#include "comm/comm.h"
-#include "comm/group_state.h"
-#include "comm/mpi_backend.h"
-#include "comm/mpi_util.h"
-#include "comm/nccl/nccl_backend.h"
-#include "comm/watchdog.h"
+#include "fathom/comm/comm.h"
+#include "fathom/comm/group_state.h"
+#include "fathom/comm/mpi_backend.h"
+#include "fathom/comm/mpi_util.h"
+#include "fathom/comm/nccl/nccl_backend.h"
+#include "fathom/comm/watchdog.h"
 
 namespace fathom::comm {
 

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::comm {
 

@@ -1,4 +1,4 @@
-#include "comm/side_channel.h"
+#include "fathom/comm/side_channel.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 #include <cstring>
 #include <random>
 
-#include "comm/mpi_util.h"
+#include "fathom/comm/mpi_util.h"
 
 namespace fathom::comm::internal {
 namespace {

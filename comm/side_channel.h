@@ -19,7 +19,7 @@
 #include <optional>
 #include <vector>
 
-#include "comm/group_state.h"
+#include "fathom/comm/group_state.h"
 
 namespace fathom::comm::internal {
 

@@ -1,4 +1,4 @@
-#include "comm/watchdog.h"
+#include "fathom/comm/watchdog.h"
 
 #include <glog/logging.h>
 
@@ -11,8 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include "comm/group_state.h"
-#include "comm/side_channel.h"
+#include "fathom/comm/group_state.h"
+#include "fathom/comm/side_channel.h"
 
 namespace fathom::comm::internal {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "core/backend.h"
+#include "fathom/core/backend.h"
 
 namespace fathom {
 

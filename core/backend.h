@@ -6,20 +6,20 @@
 
 #include <vector>
 
-#include "core/ops/compress.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/optim.h"
-#include "core/ops/reduce.h"
-#include "core/random.h"
-#include "core/tensor.h"
+#include "fathom/core/ops/compress.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/optim.h"
+#include "fathom/core/ops/reduce.h"
+#include "fathom/core/random.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 namespace cpu {
-#include "core/backend_api.inc"
+#include "fathom/core/backend_api.inc"
 }
 #if FATHOM_WITH_CUDA
 namespace cuda {
-#include "core/backend_api.inc"
+#include "fathom/core/backend_api.inc"
 }
 #endif
 

@@ -1,6 +1,6 @@
-#include "core/device.h"
+#include "fathom/core/device.h"
 
-#include "core/error.h"
+#include "fathom/core/error.h"
 
 namespace fathom {
 

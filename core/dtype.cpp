@@ -1,6 +1,6 @@
-#include "core/dtype.h"
+#include "fathom/core/dtype.h"
 
-#include "core/error.h"
+#include "fathom/core/error.h"
 
 namespace fathom {
 

@@ -1,4 +1,4 @@
-#include "core/random.h"
+#include "fathom/core/random.h"
 
 namespace fathom {
 

@@ -4,7 +4,7 @@
 #include <functional>
 #include <memory>
 
-#include "core/device.h"
+#include "fathom/core/device.h"
 
 namespace fathom {
 

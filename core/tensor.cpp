@@ -1,4 +1,4 @@
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 #include <cmath>
 #include <cstdio>
@@ -6,8 +6,8 @@
 #include <ostream>
 #include <sstream>
 
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom {
 

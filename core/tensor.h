@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/dtype.h"
-#include "core/error.h"
-#include "core/storage.h"
+#include "fathom/core/device.h"
+#include "fathom/core/dtype.h"
+#include "fathom/core/error.h"
+#include "fathom/core/storage.h"
 
 namespace fathom {
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/dtype.h"
-#include "core/error.h"
+#include "fathom/core/device.h"
+#include "fathom/core/dtype.h"
+#include "fathom/core/error.h"
 
 namespace fathom::examples {
 

@@ -1,6 +1,6 @@
-#include "nn/activation.h"
+#include "fathom/nn/activation.h"
 
-#include "autograd/ops.h"
+#include "fathom/autograd/ops.h"
 
 namespace fathom::nn {
 

@@ -1,5 +1,5 @@
 #pragma once
-#include "nn/module.h"
+#include "fathom/nn/module.h"
 
 namespace fathom::nn {
 

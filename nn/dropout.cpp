@@ -1,6 +1,6 @@
-#include "nn/dropout.h"
+#include "fathom/nn/dropout.h"
 
-#include "autograd/ops.h"
+#include "fathom/autograd/ops.h"
 
 namespace fathom::nn {
 

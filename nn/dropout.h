@@ -1,6 +1,6 @@
 #pragma once
-#include "core/random.h"
-#include "nn/module.h"
+#include "fathom/core/random.h"
+#include "fathom/nn/module.h"
 
 namespace fathom::nn {
 

@@ -1,8 +1,8 @@
-#include "nn/embedding.h"
+#include "fathom/nn/embedding.h"
 
-#include "autograd/ops.h"
-#include "core/ops/factory.h"
-#include "nn/init.h"
+#include "fathom/autograd/ops.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/nn/init.h"
 
 namespace fathom::nn {
 

@@ -1,4 +1,4 @@
-#include "nn/functional.h"
+#include "fathom/nn/functional.h"
 
 namespace fathom::nn::functional {
 

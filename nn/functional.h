@@ -1,6 +1,6 @@
 #pragma once
 // Stateless forms of the layers, as torch::nn::functional.
-#include "autograd/ops.h"
+#include "fathom/autograd/ops.h"
 
 namespace fathom::nn::functional {
 

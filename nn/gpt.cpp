@@ -1,11 +1,11 @@
-#include "nn/gpt.h"
+#include "fathom/nn/gpt.h"
 
 #include <cmath>
 
-#include "autograd/ops.h"
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
-#include "nn/init.h"
+#include "fathom/autograd/ops.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
+#include "fathom/nn/init.h"
 
 namespace fathom::nn {
 

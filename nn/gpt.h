@@ -1,12 +1,12 @@
 #pragma once
 // GPT-2 (as in nanoGPT and llm.c): token + position embeddings, pre-LayerNorm transformer
 // blocks, a final LayerNorm, and logits through the token embedding (tied weights).
-#include "core/random.h"
-#include "nn/dropout.h"
-#include "nn/embedding.h"
-#include "nn/layer_norm.h"
-#include "nn/linear.h"
-#include "nn/sequential.h"
+#include "fathom/core/random.h"
+#include "fathom/nn/dropout.h"
+#include "fathom/nn/embedding.h"
+#include "fathom/nn/layer_norm.h"
+#include "fathom/nn/linear.h"
+#include "fathom/nn/sequential.h"
 
 namespace fathom::nn {
 

@@ -1,8 +1,8 @@
-#include "nn/init.h"
+#include "fathom/nn/init.h"
 
-#include "autograd/grad_mode.h"
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::nn::init {
 

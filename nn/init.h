@@ -1,8 +1,8 @@
 #pragma once
 // In-place initialisers for parameters. They write under NoGradGuard (an init is not part of
 // any graph) and draw from gen, or the default generator, so a seed reproduces a model.
-#include "core/random.h"
-#include "core/tensor.h"
+#include "fathom/core/random.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::nn::init {
 

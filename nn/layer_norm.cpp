@@ -1,7 +1,7 @@
-#include "nn/layer_norm.h"
+#include "fathom/nn/layer_norm.h"
 
-#include "autograd/ops.h"
-#include "core/ops/factory.h"
+#include "fathom/autograd/ops.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::nn {
 

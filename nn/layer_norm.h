@@ -1,6 +1,6 @@
 #pragma once
-#include "nn/module.h"
-#include "nn/options.h"
+#include "fathom/nn/module.h"
+#include "fathom/nn/options.h"
 
 namespace fathom::nn {
 

@@ -1,10 +1,10 @@
-#include "nn/linear.h"
+#include "fathom/nn/linear.h"
 
 #include <cmath>
 
-#include "core/ops/factory.h"
-#include "nn/functional.h"
-#include "nn/init.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/nn/functional.h"
+#include "fathom/nn/init.h"
 
 namespace fathom::nn {
 

@@ -1,7 +1,7 @@
 #pragma once
-#include "core/random.h"
-#include "nn/module.h"
-#include "nn/options.h"
+#include "fathom/core/random.h"
+#include "fathom/nn/module.h"
+#include "fathom/nn/options.h"
 
 namespace fathom::nn {
 

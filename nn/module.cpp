@@ -1,9 +1,9 @@
-#include "nn/module.h"
+#include "fathom/nn/module.h"
 
 #include <algorithm>
 
-#include "autograd/meta.h"
-#include "core/ops/shape.h"
+#include "fathom/autograd/meta.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::nn {
 

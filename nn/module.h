@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/grad_mode.h"
-#include "core/tensor.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::nn {
 

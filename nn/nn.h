@@ -9,13 +9,13 @@
 //     NoGradGuard no_grad;
 //     for (auto& [name, p] : model->named_parameters()) ops::add_(p, p.grad(), -lr);
 //   }
-#include "nn/activation.h"
-#include "nn/dropout.h"
-#include "nn/embedding.h"
-#include "nn/functional.h"
-#include "nn/gpt.h"
-#include "nn/init.h"
-#include "nn/layer_norm.h"
-#include "nn/linear.h"
-#include "nn/module.h"
-#include "nn/sequential.h"
+#include "fathom/nn/activation.h"
+#include "fathom/nn/dropout.h"
+#include "fathom/nn/embedding.h"
+#include "fathom/nn/functional.h"
+#include "fathom/nn/gpt.h"
+#include "fathom/nn/init.h"
+#include "fathom/nn/layer_norm.h"
+#include "fathom/nn/linear.h"
+#include "fathom/nn/module.h"
+#include "fathom/nn/sequential.h"

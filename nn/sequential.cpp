@@ -1,4 +1,4 @@
-#include "nn/sequential.h"
+#include "fathom/nn/sequential.h"
 
 namespace fathom::nn {
 

@@ -1,7 +1,7 @@
 #pragma once
 #include <initializer_list>
 
-#include "nn/module.h"
+#include "fathom/nn/module.h"
 
 namespace fathom::nn {
 

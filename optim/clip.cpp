@@ -1,10 +1,10 @@
-#include "optim/clip.h"
+#include "fathom/optim/clip.h"
 
 #include <cmath>
 
-#include "core/ops/elementwise.h"
-#include "core/ops/reduce.h"
-#include "core/ops/shape.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/reduce.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::optim {
 

@@ -1,7 +1,7 @@
 #pragma once
 #include <vector>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::optim {
 

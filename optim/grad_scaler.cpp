@@ -1,8 +1,8 @@
-#include "optim/grad_scaler.h"
+#include "fathom/optim/grad_scaler.h"
 
 #include <cmath>
 
-#include "optim/clip.h"
+#include "fathom/optim/clip.h"
 
 namespace fathom::optim {
 

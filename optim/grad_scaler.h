@@ -9,7 +9,7 @@
 #include <map>
 #include <string>
 
-#include "optim/optimizer.h"
+#include "fathom/optim/optimizer.h"
 
 namespace fathom::optim {
 

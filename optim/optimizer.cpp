@@ -1,9 +1,9 @@
-#include "optim/optimizer.h"
+#include "fathom/optim/optimizer.h"
 
 #include <set>
 
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::optim {
 

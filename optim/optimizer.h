@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/ops/optim.h"
-#include "core/tensor.h"
+#include "fathom/core/ops/optim.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::optim {
 

@@ -1,9 +1,9 @@
-#include "optim/schedule.h"
+#include "fathom/optim/schedule.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
+#include "fathom/core/error.h"
 
 namespace fathom::optim {
 

@@ -1,11 +1,11 @@
-#include "parallel/ddp.h"
+#include "fathom/parallel/ddp.h"
 
-#include "autograd/engine.h"
-#include "autograd/grad_mode.h"
-#include "autograd/meta.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/autograd/engine.h"
+#include "fathom/autograd/grad_mode.h"
+#include "fathom/autograd/meta.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::parallel {
 

@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "comm/compressor.h"
-#include "comm/process_group.h"
-#include "nn/module.h"
-#include "optim/optimizer.h"
+#include "fathom/comm/compressor.h"
+#include "fathom/comm/process_group.h"
+#include "fathom/nn/module.h"
+#include "fathom/optim/optimizer.h"
 
 namespace fathom::parallel {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "fathom.h"
+#include <fathom.h>
 
 namespace fathom::testing {
 

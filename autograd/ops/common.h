@@ -1,14 +1,14 @@
 #pragma once
 // Shared by the op files: the raw kernels and the recording helpers. Backward lambdas use raw
 // fathom::ops only (they run under NoGradGuard; nothing inside them should record).
-#include "autograd/node.h"
-#include "autograd/ops.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/factory.h"
-#include "core/ops/matmul.h"
-#include "core/ops/nn.h"
-#include "core/ops/reduce.h"
-#include "core/ops/shape.h"
+#include "fathom/autograd/node.h"
+#include "fathom/autograd/ops.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/matmul.h"
+#include "fathom/core/ops/nn.h"
+#include "fathom/core/ops/reduce.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::autograd::detail {
 

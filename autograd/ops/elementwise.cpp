@@ -3,7 +3,7 @@
 // to each input (autograd/engine.cpp: conform).
 #include <algorithm>
 
-#include "autograd/ops/common.h"
+#include "fathom/autograd/ops/common.h"
 
 namespace fathom {
 

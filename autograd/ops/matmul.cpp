@@ -1,5 +1,5 @@
 // Differentiable matrix product.
-#include "autograd/ops/common.h"
+#include "fathom/autograd/ops/common.h"
 
 namespace fathom {
 

@@ -1,5 +1,5 @@
 // Differentiable neural-network ops over the fused kernels of core/ops/nn.h.
-#include "autograd/ops/common.h"
+#include "fathom/autograd/ops/common.h"
 
 namespace fathom {
 

@@ -1,5 +1,5 @@
 // Differentiable reductions and the reduction methods of Tensor.
-#include "autograd/ops/common.h"
+#include "fathom/autograd/ops/common.h"
 
 namespace fathom {
 

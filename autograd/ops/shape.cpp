@@ -2,7 +2,7 @@
 // backward maps the gradient of the view back onto the shape of its base.
 #include <numeric>
 
-#include "autograd/ops/common.h"
+#include "fathom/autograd/ops/common.h"
 
 namespace fathom {
 

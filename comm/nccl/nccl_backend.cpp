@@ -10,7 +10,7 @@
 // Non-blocking communicators (ncclConfig_t.blocking = 0): a call may return ncclInProgress,
 // and the communicator is polled with ncclCommGetAsyncError, never past the group's timeout,
 // so even init and split cannot hang silently. The watchdog polls events and async errors.
-#include "comm/nccl/nccl_backend.h"
+#include "fathom/comm/nccl/nccl_backend.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -20,11 +20,11 @@
 #include <mutex>
 #include <thread>
 
-#include "comm/comm.h"
-#include "comm/mpi_backend.h"
-#include "comm/mpi_util.h"
-#include "comm/watchdog.h"
-#include "core/cuda/runtime.h"
+#include "fathom/comm/comm.h"
+#include "fathom/comm/mpi_backend.h"
+#include "fathom/comm/mpi_util.h"
+#include "fathom/comm/watchdog.h"
+#include "fathom/core/cuda/runtime.h"
 
 namespace fathom::comm::internal {
 namespace {

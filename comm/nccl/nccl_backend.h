@@ -4,8 +4,8 @@
 // This header has no CUDA includes, so every build can include it.
 #include <memory>
 
-#include "comm/group_state.h"
-#include "core/device.h"
+#include "fathom/comm/group_state.h"
+#include "fathom/core/device.h"
 
 namespace fathom::comm::internal {
 

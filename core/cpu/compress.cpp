@@ -1,6 +1,6 @@
 // 2:4 compression with error feedback on the CPU (see core/ops/compress.h).
-#include "core/backend.h"
-#include "core/cpu/loops.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
 
 namespace fathom::cpu {
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/backend.h"
-#include "core/cpu/loops.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
 
 namespace fathom::cpu {
 

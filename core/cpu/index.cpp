@@ -2,8 +2,8 @@
 // (embedding forward and backward). Indices arrive validated and contiguous i64.
 #include <cstdint>
 
-#include "core/backend.h"
-#include "core/cpu/loops.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
 
 namespace fathom::cpu {
 

@@ -15,7 +15,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 // On a kernel's per-element lambda: the loop around it only vectorizes once the body is inlined,
 // and GCC declines to inline bodies with sqrt/div on its own.

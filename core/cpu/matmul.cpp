@@ -1,9 +1,9 @@
 // CPU GEMM: OpenBLAS sgemm/dgemm per batch entry. Half types are widened to f32 around sgemm.
 #include <cblas.h>
 
-#include "core/backend.h"
-#include "core/cpu/loops.h"
-#include "core/ops/shape.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::cpu {
 

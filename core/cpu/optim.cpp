@@ -3,8 +3,8 @@
 // registers and vectorizes (sqrt and division included: the build uses -fno-math-errno).
 #include <cmath>
 
-#include "core/backend.h"
-#include "core/cpu/loops.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
 
 namespace fathom::cpu {
 

@@ -2,8 +2,8 @@
 // CUDA kernels do, so a seed gives the same numbers on either device.
 #include <cmath>
 
-#include "core/backend.h"
-#include "core/cpu/loops.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
 
 namespace fathom::cpu {
 

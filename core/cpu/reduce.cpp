@@ -5,8 +5,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/backend.h"
-#include "core/cpu/loops.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cpu/loops.h"
 
 namespace fathom::cpu {
 

@@ -20,9 +20,9 @@
 #include <memory>
 #include <mutex>
 
-#include "core/backend.h"
-#include "core/cuda/allocator.h"
-#include "core/cuda/runtime.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cuda/allocator.h"
+#include "fathom/core/cuda/runtime.h"
 
 namespace fathom::cuda {
 

@@ -1,7 +1,7 @@
 // CUDA argmax over x [outer, r, inner] -> i64 [outer, inner] (reduce.cuh has the engine).
 // The first index of the maximum; NaN counts as the maximum (PyTorch's rule, as the CPU).
 // The merge is order-free (ties go to the smaller index), so any grouping gives one answer.
-#include "core/cuda/reduce.cuh"
+#include "fathom/core/cuda/reduce.cuh"
 
 namespace fathom::cuda {
 

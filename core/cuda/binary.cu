@@ -1,7 +1,7 @@
 // CUDA binary ops on two tensors already expanded to out's shape (stride 0 where broadcast).
 // out may alias a (in place): every element is read before it is written, by the same thread.
-#include "core/cuda/binary_ops.cuh"
-#include "core/cuda/loops.cuh"
+#include "fathom/core/cuda/binary_ops.cuh"
+#include "fathom/core/cuda/loops.cuh"
 
 namespace fathom::cuda {
 

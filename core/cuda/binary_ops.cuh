@@ -2,7 +2,7 @@
 // Arithmetic and comparison functors of the binary ops, in the compute type A (f32 for half
 // types), with the CPU's exact semantics (core/cpu/elementwise.cpp): maximum/minimum propagate
 // NaN, integer pow goes through f64 and llround. Shared by binary.cu and binary_scalar.cu.
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

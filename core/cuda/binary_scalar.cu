@@ -2,8 +2,8 @@
 // copy, no sync). The scalar is converted to the compute type on the host exactly as the CPU
 // does (A(s)). Commutative ops and comparisons with the scalar on the left are rewritten with
 // it on the right (s < x is x > s, exactly), so only sub, div and pow need a left form.
-#include "core/cuda/binary_ops.cuh"
-#include "core/cuda/loops.cuh"
+#include "fathom/core/cuda/binary_ops.cuh"
+#include "fathom/core/cuda/loops.cuh"
 
 namespace fathom::cuda {
 

@@ -11,8 +11,8 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "core/backend.h"
-#include "core/cuda/runtime.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cuda/runtime.h"
 
 namespace fathom::cuda {
 

@@ -1,8 +1,8 @@
 // CUDA 2:4 gradient compression with error feedback (core/ops/compress.h), the kernels behind
 // DeepComm's sparse compressor: one thread per group of 4 values, the kept pair chosen from the
 // step and the group index exactly as core/cpu/compress.cpp does.
-#include "core/cuda/common.cuh"
-#include "core/ops/compress.h"
+#include "fathom/core/cuda/common.cuh"
+#include "fathom/core/ops/compress.h"
 
 namespace fathom::cuda {
 

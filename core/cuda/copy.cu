@@ -3,7 +3,7 @@
 // and launchers.
 #include <cstring>
 
-#include "core/cuda/loops.cuh"
+#include "fathom/core/cuda/loops.cuh"
 
 namespace fathom::cuda {
 

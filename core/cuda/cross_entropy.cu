@@ -3,7 +3,7 @@
 // core/cpu/cross_entropy.cpp. One warp or block per row (common.cuh: row_launch); the running
 // (max, sum of exp) is merged across threads by rescaling. Losses and the backward scale are
 // f32, or f64 for f64 logits; the scale is read on the device, so backward needs no host sync.
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

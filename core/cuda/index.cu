@@ -14,7 +14,7 @@
 // rounding, changes from run to run, and resumed training must be bitwise reproducible.
 #include <cub/device/device_radix_sort.cuh>
 
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

@@ -9,7 +9,7 @@
 // are sums over rows, done without atomics so they are deterministic: ln_param_partial_kernel
 // sums a fixed chunk of rows per block into its own partial row, ln_param_final_kernel adds the
 // chunks in order. The chunking depends only on the shape.
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

@@ -15,7 +15,7 @@
 #include <array>
 #include <climits>
 
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

@@ -18,8 +18,8 @@
 #include <memory>
 #include <mutex>
 
-#include "core/backend.h"
-#include "core/cuda/runtime.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/cuda/runtime.h"
 
 namespace fathom::cuda {
 

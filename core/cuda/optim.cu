@@ -9,7 +9,7 @@
 #include <map>
 #include <utility>
 
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

@@ -6,7 +6,7 @@
 // explicit round-to-nearest multiply and add (__fmul_rn/__fadd_rn), which nvcc never fuses
 // into an FMA (the CPU build has no FMA either). Uniform draws are then identical; normal draws
 // go through logf/sinf/cosf, whose last bit can differ from glibc's: equal to ~1e-6 relative.
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

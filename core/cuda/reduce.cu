@@ -1,7 +1,7 @@
 // CUDA sum, mean, max and min over x [outer, r, inner] (reduce.cuh has the engine). The
 // accumulators follow the CPU reference (core/cpu/reduce.cpp): f32 and f64 sums in f64, half
 // sums in f32, integer and bool sums in i64; max and min propagate NaN.
-#include "core/cuda/reduce.cuh"
+#include "fathom/core/cuda/reduce.cuh"
 
 namespace fathom::cuda {
 

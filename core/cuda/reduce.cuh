@@ -13,7 +13,7 @@
 // When there are too few outputs to fill the GPU (a full sum, the column sum of a tall
 // matrix), r is cut into segments whose partial states go to a scratch buffer, and a second
 // launch of the same kernel merges them.
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

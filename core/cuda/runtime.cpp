@@ -1,12 +1,12 @@
 // CUDA runtime layer: device discovery, error messages, per-device stream and library handles.
-#include "core/cuda/runtime.h"
+#include "fathom/core/cuda/runtime.h"
 
 #include <array>
 #include <atomic>
 #include <memory>
 #include <mutex>
 
-#include "core/backend.h"
+#include "fathom/core/backend.h"
 
 namespace fathom {
 

@@ -19,7 +19,7 @@
 #include <cstddef>
 #include <string>
 
-#include "core/error.h"
+#include "fathom/core/error.h"
 
 namespace fathom::cuda {
 

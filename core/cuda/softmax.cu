@@ -6,7 +6,7 @@
 // write: the second read mostly hits L1/L2. Arithmetic follows core/cpu/softmax.cpp: exp in the
 // compute type A, sums in S (f64 for f32 rows, f32 for halves), y = exp(x - m) * (1 / sum) and
 // log y = (x - m) - log(sum).
-#include "core/cuda/common.cuh"
+#include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
 

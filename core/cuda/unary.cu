@@ -1,7 +1,7 @@
 // CUDA unary ops and their backward, float dtypes only. Formulas mirror
 // core/cpu/elementwise.cpp (the reference): GELU is the tanh approximation, rsqrt is 1/sqrt
 // (not the approximate rsqrtf), the derivative of each op is taken in x or y as the CPU does.
-#include "core/cuda/loops.cuh"
+#include "fathom/core/cuda/loops.cuh"
 
 namespace fathom::cuda {
 

@@ -1,6 +1,6 @@
-#include "core/ops/compress.h"
+#include "fathom/core/ops/compress.h"
 
-#include "core/backend.h"
+#include "fathom/core/backend.h"
 
 namespace fathom::ops {
 

@@ -8,7 +8,7 @@
 // residual cannot grow without bound (docs/ddp.md has the measurements behind this choice).
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 

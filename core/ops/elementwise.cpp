@@ -1,8 +1,8 @@
-#include "core/ops/elementwise.h"
+#include "fathom/core/ops/elementwise.h"
 
-#include "core/backend.h"
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom {
 

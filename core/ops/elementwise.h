@@ -1,7 +1,7 @@
 #pragma once
 // Elementwise ops with numpy broadcasting, any strides. Arithmetic promotes dtypes
 // (core/dtype.h: promote); comparisons return bool. Half types compute in f32.
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 

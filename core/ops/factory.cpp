@@ -1,10 +1,10 @@
-#include "core/ops/factory.h"
+#include "fathom/core/ops/factory.h"
 
 #include <cmath>
 #include <cstring>
 
-#include "core/backend.h"
-#include "core/ops/shape.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom {
 

@@ -2,8 +2,8 @@
 // Factories. Random ones draw from a Generator (core/random.h); by default the global one.
 #include <vector>
 
-#include "core/random.h"
-#include "core/tensor.h"
+#include "fathom/core/random.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 

@@ -1,8 +1,8 @@
-#include "core/ops/matmul.h"
+#include "fathom/core/ops/matmul.h"
 
-#include "core/backend.h"
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::ops {
 

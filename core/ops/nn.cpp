@@ -1,14 +1,14 @@
-#include "core/ops/nn.h"
+#include "fathom/core/ops/nn.h"
 
 #include <limits>
 #include <optional>
 #include <string>
 
-#include "core/backend.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/factory.h"
-#include "core/ops/reduce.h"
-#include "core/ops/shape.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/ops/elementwise.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/reduce.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::ops {
 

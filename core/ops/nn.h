@@ -2,7 +2,7 @@
 // Neural-network kernels, forward and backward side by side. All normalise over the last dim.
 #include <tuple>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::ops {
 

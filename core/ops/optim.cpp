@@ -1,6 +1,6 @@
-#include "core/ops/optim.h"
+#include "fathom/core/ops/optim.h"
 
-#include "core/backend.h"
+#include "fathom/core/backend.h"
 
 namespace fathom::ops {
 

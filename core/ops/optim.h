@@ -4,7 +4,7 @@
 // CUDA; the multi-tensor form lets CUDA cover all parameters in one launch.
 #include <vector>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 

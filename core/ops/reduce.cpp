@@ -1,12 +1,12 @@
-#include "core/ops/reduce.h"
+#include "fathom/core/ops/reduce.h"
 
 #include <algorithm>
 #include <limits>
 #include <numeric>
 
-#include "core/backend.h"
-#include "core/ops/factory.h"
-#include "core/ops/shape.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/shape.h"
 
 namespace fathom::ops {
 

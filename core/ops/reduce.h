@@ -1,7 +1,7 @@
 #pragma once
 // Reductions over any set of dims (empty = all), keepdim like PyTorch. Half inputs accumulate in
 // f32 and return their own dtype; integer sums return i64.
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom {
 

@@ -1,11 +1,11 @@
-#include "core/ops/shape.h"
+#include "fathom/core/ops/shape.h"
 
 #include <algorithm>
 #include <numeric>
 #include <optional>
 
-#include "core/backend.h"
-#include "core/ops/factory.h"
+#include "fathom/core/backend.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::ops {
 

@@ -2,7 +2,7 @@
 // Views (share storage), copies, casts, device moves, concatenation. Raw: no autograd.
 #include <vector>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::ops {
 

@@ -7,14 +7,14 @@
 #include <chrono>
 #include <cstdio>
 
-#include "comm/comm.h"
+#include "fathom/comm/comm.h"
 #include "examples/flags.h"
-#include "fathom.h"
-#include "nn/data/idx.h"
-#include "nn/data/loader.h"
-#include "optim/grad_scaler.h"
-#include "optim/schedule.h"
-#include "parallel/ddp.h"
+#include <fathom.h>
+#include "fathom/data/idx.h"
+#include "fathom/data/loader.h"
+#include "fathom/optim/grad_scaler.h"
+#include "fathom/optim/schedule.h"
+#include "fathom/parallel/ddp.h"
 
 using namespace fathom;
 

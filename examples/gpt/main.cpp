@@ -7,11 +7,11 @@
 #include <string>
 
 #include "examples/flags.h"
-#include "fathom.h"
-#include "nn/data/text.h"
-#include "optim/clip.h"
-#include "optim/grad_scaler.h"
-#include "optim/schedule.h"
+#include <fathom.h>
+#include "fathom/data/text.h"
+#include "fathom/optim/clip.h"
+#include "fathom/optim/grad_scaler.h"
+#include "fathom/optim/schedule.h"
 
 using namespace fathom;
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/comm.h"
+#include "fathom/comm/comm.h"
 #include "testing.h"
 
 namespace fathom::testing {

@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "comm/group_state.h"  // white-box: the pending records
+#include "fathom/comm/group_state.h"  // white-box: the pending records
 #include "comm_testing.h"
 
 using namespace fathom;

@@ -1,6 +1,6 @@
 #include "testing.h"
 
-#include "core/ops/compress.h"
+#include "fathom/core/ops/compress.h"
 
 using namespace fathom;
 using namespace fathom::testing;

@@ -5,10 +5,10 @@
 #include <cstring>
 #include <limits>
 
-#include "core/backend.h"
+#include "fathom/core/backend.h"
 #include "testing.h"
 #if FATHOM_WITH_CUDA
-#include "core/cuda/allocator.h"
+#include "fathom/core/cuda/allocator.h"
 #endif
 
 using namespace fathom;

@@ -2,8 +2,8 @@
 
 #include <limits>
 
-#include "optim/clip.h"
-#include "optim/grad_scaler.h"
+#include "fathom/optim/clip.h"
+#include "fathom/optim/grad_scaler.h"
 
 using namespace fathom;
 using namespace fathom::testing;

@@ -4,13 +4,13 @@
 
 #include <cmath>
 
-#include "autograd/autograd.h"
-#include "nn/linear.h"
-#include "nn/activation.h"
-#include "nn/sequential.h"
-#include "optim/clip.h"
-#include "optim/grad_scaler.h"
-#include "optim/optimizer.h"
+#include "fathom/autograd/autograd.h"
+#include "fathom/nn/linear.h"
+#include "fathom/nn/activation.h"
+#include "fathom/nn/sequential.h"
+#include "fathom/optim/clip.h"
+#include "fathom/optim/grad_scaler.h"
+#include "fathom/optim/optimizer.h"
 
 using namespace fathom;
 using namespace fathom::testing;

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "optim/clip.h"
-#include "optim/optimizer.h"
-#include "optim/schedule.h"
+#include "fathom/optim/clip.h"
+#include "fathom/optim/optimizer.h"
+#include "fathom/optim/schedule.h"
 
 using namespace fathom;
 using namespace fathom::testing;

@@ -2,10 +2,10 @@
 // the whole global batch, which is what one process would do; the two must agree.
 #include "testing.h"
 
-#include "comm/comm.h"
-#include "comm/compressor.h"
-#include "optim/optimizer.h"
-#include "parallel/ddp.h"
+#include "fathom/comm/comm.h"
+#include "fathom/comm/compressor.h"
+#include "fathom/optim/optimizer.h"
+#include "fathom/parallel/ddp.h"
 
 using namespace fathom;
 using namespace fathom::testing;

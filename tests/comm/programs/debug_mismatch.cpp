@@ -4,8 +4,8 @@
 // Prints the errors on stderr and exits with 3 when everything behaved.
 #include <cstdio>
 
-#include "comm/comm.h"
-#include "core/ops/factory.h"
+#include "fathom/comm/comm.h"
+#include "fathom/core/ops/factory.h"
 
 using namespace fathom;
 

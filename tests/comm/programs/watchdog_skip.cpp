@@ -8,8 +8,8 @@
 #include <string>
 #include <thread>
 
-#include "comm/comm.h"
-#include "core/ops/factory.h"
+#include "fathom/comm/comm.h"
+#include "fathom/core/ops/factory.h"
 
 using namespace fathom;
 

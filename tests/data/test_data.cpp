@@ -4,9 +4,9 @@
 #include <fstream>
 #include <set>
 
-#include "nn/data/idx.h"
-#include "nn/data/loader.h"
-#include "nn/data/text.h"
+#include "fathom/data/idx.h"
+#include "fathom/data/loader.h"
+#include "fathom/data/text.h"
 
 using namespace fathom;
 

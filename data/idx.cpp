@@ -1,4 +1,4 @@
-#include "nn/data/idx.h"
+#include "fathom/data/idx.h"
 
 #include <zlib.h>
 
@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "core/ops/factory.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::data {
 

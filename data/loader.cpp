@@ -1,9 +1,9 @@
-#include "nn/data/loader.h"
+#include "fathom/data/loader.h"
 
 #include <numeric>
 
-#include "core/ops/factory.h"
-#include "core/random.h"
+#include "fathom/core/ops/factory.h"
+#include "fathom/core/random.h"
 
 namespace fathom::data {
 

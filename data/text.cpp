@@ -1,11 +1,11 @@
-#include "nn/data/text.h"
+#include "fathom/data/text.h"
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
-#include "core/ops/factory.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::data {
 

@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/random.h"
-#include "core/tensor.h"
+#include "fathom/core/random.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::data {
 

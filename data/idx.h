@@ -3,7 +3,7 @@
 // oversized or mislabeled file is a clear error naming the path.
 #include <string>
 
-#include "core/tensor.h"
+#include "fathom/core/tensor.h"
 
 namespace fathom::data {
 
