@@ -68,11 +68,9 @@ int main(int argc, char** argv) {
       optim::AdamW opt(model->named_parameters());
       std::unique_ptr<parallel::DistributedDataParallel> ddp;
       if (mode > 0) {
-        parallel::DDPOptions o;
-        o.bucket_cap_mb = flags.f64("bucket-mb");
-        o.overlap = mode == 1;
+        auto o = parallel::DDPOptions().bucket_cap_mb(flags.f64("bucket-mb")).overlap(mode == 1);
         if (!flags.str("trace").empty())
-          o.trace_path = flags.str("trace") + "." + name;  // DDP adds .rank<R>.jsonl
+          o.trace_path(flags.str("trace") + "." + name);  // DDP adds .rank<R>.jsonl
         ddp = std::make_unique<parallel::DistributedDataParallel>(model, pg, o);
         ddp->attach(opt);
       }

@@ -14,11 +14,11 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
                                                  DDPOptions options)
     : module_(std::move(module)), group_(std::move(group)), o_(std::move(options)) {
   FATHOM_CHECK(module_ && group_, "DistributedDataParallel: needs a module and a process group");
-  FATHOM_CHECK(is_floating(o_.grad_dtype), "DistributedDataParallel: grad_dtype must be floating "
-               "point, got ", dtype_name(o_.grad_dtype));
-  FATHOM_CHECK(!o_.compressor || o_.grad_dtype == DType::f32, "DistributedDataParallel: ",
-               o_.compressor ? o_.compressor->name() : "", " compression needs grad_dtype f32");
-  FATHOM_CHECK(o_.bucket_cap_mb > 0 && o_.first_bucket_cap_mb > 0,
+  FATHOM_CHECK(is_floating(o_.grad_dtype()), "DistributedDataParallel: grad_dtype must be floating "
+               "point, got ", dtype_name(o_.grad_dtype()));
+  FATHOM_CHECK(!o_.compressor() || o_.grad_dtype() == DType::f32, "DistributedDataParallel: ",
+               o_.compressor() ? o_.compressor()->name() : "", " compression needs grad_dtype f32");
+  FATHOM_CHECK(o_.bucket_cap_mb() > 0 && o_.first_bucket_cap_mb() > 0,
                "DistributedDataParallel: bucket caps must be positive");
   for (auto& [name, t] : module_->named_parameters())
     if (t.requires_grad()) params_.push_back({name, t});
@@ -55,8 +55,8 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
   for (int i = 0; i < int(params_.size()); ++i)
     params_[i].hook = autograd::register_post_accumulate_hook(
         params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
-  if (!o_.trace_path.empty()) {
-    std::string path = o_.trace_path + ".rank" + std::to_string(group_->rank()) + ".jsonl";
+  if (!o_.trace_path().empty()) {
+    std::string path = o_.trace_path() + ".rank" + std::to_string(group_->rank()) + ".jsonl";
     trace_ = std::fopen(path.c_str(), "w");
     FATHOM_CHECK(trace_, "DistributedDataParallel: cannot write the trace to '", path, "'");
   }
@@ -70,13 +70,13 @@ DistributedDataParallel::~DistributedDataParallel() {
 
 void DistributedDataParallel::build_buckets(const std::vector<int>& order) {
   buckets_.clear();
-  const double elt = double(itemsize(o_.grad_dtype));
+  const double elt = double(itemsize(o_.grad_dtype()));
   Device dev = params_[0].tensor.device();
   Bucket cur;
   int64_t numel = 0;
   auto flush = [&] {
     // Rounded up to whole groups of 4 for the 2:4 compressor; the padding stays zero.
-    cur.buffer = zeros({(numel + 3) / 4 * 4}, {o_.grad_dtype, dev});
+    cur.buffer = zeros({(numel + 3) / 4 * 4}, {o_.grad_dtype(), dev});
     cur.pending = int(cur.params.size());
     buckets_.push_back(std::move(cur));
     cur = Bucket();
@@ -84,7 +84,7 @@ void DistributedDataParallel::build_buckets(const std::vector<int>& order) {
   };
   for (int idx : order) {
     Param& p = params_[idx];
-    double cap = (buckets_.empty() ? o_.first_bucket_cap_mb : o_.bucket_cap_mb) * 1048576.0;
+    double cap = (buckets_.empty() ? o_.first_bucket_cap_mb() : o_.bucket_cap_mb()) * 1048576.0;
     if (!cur.params.empty() && double(numel + p.tensor.numel()) * elt > cap) flush();
     p.bucket = int(buckets_.size());
     p.offset = numel;
@@ -117,19 +117,19 @@ void DistributedDataParallel::prepare_forward() {
     for (double v : to_vector(t)) order.push_back(int(v));
     // Error-feedback residuals follow their parameters into the new buckets.
     std::vector<Tensor> res(params_.size());
-    if (o_.compressor)
+    if (o_.compressor())
       for (size_t k = 0; k < buckets_.size(); ++k)
-        if (Tensor r = o_.compressor->residual(int(k)); r.defined())
+        if (Tensor r = o_.compressor()->residual(int(k)); r.defined())
           for (int i : buckets_[k].params)
             res[i] = ops::clone(ops::narrow(r, 0, params_[i].offset, params_[i].tensor.numel()));
     build_buckets(order);
-    if (o_.compressor)
+    if (o_.compressor())
       for (size_t k = 0; k < buckets_.size(); ++k) {
         Tensor r = zeros({buckets_[k].buffer.numel()}, {DType::f32, buckets_[k].buffer.device()});
         for (int i : buckets_[k].params)
           if (res[i].defined())
             ops::copy_(ops::narrow(r, 0, params_[i].offset, params_[i].tensor.numel()), res[i]);
-        o_.compressor->set_residual(int(k), r);
+        o_.compressor()->set_residual(int(k), r);
       }
     rebuilt_ = true;
     if (optimizer_) attach(*optimizer_);
@@ -169,7 +169,7 @@ void DistributedDataParallel::on_grad_ready(int i) {
   // Without a compressor the bucket is all-reduced with a sum of pre-divided gradients, so the
   // division by the world size rides on the pass that moves the gradient into the bucket (as
   // PyTorch's reducer does). The compressor averages its own, smaller payload.
-  double scale = sync_enabled_ && !o_.compressor ? 1.0 / double(group_->size()) : 1.0;
+  double scale = sync_enabled_ && !o_.compressor() ? 1.0 / double(group_->size()) : 1.0;
   if (g.defined() && !in_slot) {
     if (p.stale && g.dtype() == s.dtype()) {
       ops::binary_out(BinaryOp::mul, g, scale, s);
@@ -183,7 +183,7 @@ void DistributedDataParallel::on_grad_ready(int i) {
   if (scale != 1.0) ops::mul_(s, scale);
   p.stale = false;
   // Later backward passes (no_sync accumulation) add straight into the bucket.
-  autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype ? s : Tensor();
+  autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype() ? s : Tensor();
   if (!sync_enabled_) return;
   FATHOM_CHECK(!p.ready, "DistributedDataParallel: parameter '", p.name, "' got its gradient twice "
                "before a synchronization (two backward passes through one forward?)");
@@ -191,7 +191,7 @@ void DistributedDataParallel::on_grad_ready(int i) {
   if (!rebuilt_) ready_order_.push_back(i);
   Bucket& b = buckets_[p.bucket];
   if (--b.pending == 0) b.timing.ready_us = now_us();
-  if (!o_.overlap) return;
+  if (!o_.overlap()) return;
   launch_ready_buckets();
   poll_completions();
 }
@@ -203,7 +203,7 @@ void DistributedDataParallel::launch_ready_buckets() {
     b.timing.bucket = k;
     b.timing.numel = b.buffer.numel();
     b.timing.launch_us = now_us();
-    b.work = o_.compressor ? o_.compressor->start(*group_, k, b.buffer)
+    b.work = o_.compressor() ? o_.compressor()->start(*group_, k, b.buffer)
                            : group_->allreduce(b.buffer, comm::ReduceOp::sum);
   }
 }
@@ -228,7 +228,7 @@ void DistributedDataParallel::finish_backward() {
     if (!rebuilt_) ready_order_.push_back(int(&p - params_.data()));
     if (--buckets_[p.bucket].pending == 0) buckets_[p.bucket].timing.ready_us = backward_end;
   }
-  if (!unused.empty() && !o_.find_unused_parameters) {
+  if (!unused.empty() && !o_.find_unused_parameters()) {
     // Launch what is left so the other ranks are not left waiting, then fail.
     launch_ready_buckets();
     for (Bucket& b : buckets_) if (b.work) b.work->wait();
@@ -241,9 +241,12 @@ void DistributedDataParallel::finish_backward() {
     Bucket& b = buckets_[k];
     b.work->wait();
     if (b.timing.done_us == 0) b.timing.done_us = now_us();
-    if (o_.compressor) o_.compressor->finish(int(k), b.buffer);
+    if (o_.compressor()) o_.compressor()->finish(int(k), b.buffer);
   }
-  if (o_.compressor) o_.compressor->next_step();
+  if (o_.compressor()) o_.compressor()->next_step();
+  // A half-precision parameter's gradient never entered autograd's grad (its slot is f32): make
+  // the reduced main grad its grad now, so a plain optimizer (not attached) trains it too.
+  for (const Param& p : params_) autograd::meta(p.tensor).grad = slot(p);
 
   stats_.bytes_sent = group_->stats()[comm::OpKind::allreduce].bytes - bytes_at_start_;
   stats_.bytes_uncompressed = 0;

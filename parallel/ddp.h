@@ -10,7 +10,8 @@
 // Gradients live in flat bucket buffers (dtype options.grad_dtype, f32 by default: the "main
 // grad" of mixed precision). For a parameter of that dtype, p.grad() is a view into its bucket
 // and backward accumulates straight into it. A bf16/f16 parameter's gradient is added into its
-// f32 bucket slot by its hook; attach(optimizer) makes the optimizer read those slots.
+// f32 bucket slot by its hook, and once the buckets are reduced p.grad() is that f32 slot too:
+// an optimizer steps the averaged main grad whether or not it was attach()ed.
 // Buckets (about bucket_cap_mb, the first one smaller so communication starts early) hold
 // parameters in reverse registration order at first, then, after the first step, in the order
 // their gradients actually became ready on rank 0. Bucket k is launched as soon as all its
@@ -25,23 +26,25 @@
 #include "fathom/comm/compressor.h"
 #include "fathom/comm/process_group.h"
 #include "fathom/nn/module.h"
+#include "fathom/nn/options.h"
 #include "fathom/optim/optimizer.h"
 
 namespace fathom::parallel {
 
+// Chainable, as every options struct in Fathom: DDPOptions().bucket_cap_mb(4).overlap(false).
 struct DDPOptions {
-  double bucket_cap_mb = 25.0;
-  double first_bucket_cap_mb = 1.0;
+  FATHOM_ARG(double, bucket_cap_mb) = 25.0;
+  FATHOM_ARG(double, first_bucket_cap_mb) = 1.0;
   // Parameters that get no gradient in a step are an error naming them, unless this is set:
   // then they count as zero gradients.
-  bool find_unused_parameters = false;
-  DType grad_dtype = DType::f32;
-  std::shared_ptr<comm::Compressor> compressor;  // null: plain average
+  FATHOM_ARG(bool, find_unused_parameters) = false;
+  FATHOM_ARG(DType, grad_dtype) = DType::f32;
+  FATHOM_ARG(std::shared_ptr<comm::Compressor>, compressor);  // null: plain average
   // When set, one JSON line per bucket per synchronized step: ready, launch, completion.
-  std::string trace_path;
+  FATHOM_ARG(std::string, trace_path);
   // false launches every bucket only after backward has finished: the un-overlapped baseline
   // that bench_ddp_overlap compares against (same buckets, same collectives, no hiding).
-  bool overlap = true;
+  FATHOM_ARG(bool, overlap) = true;
 };
 
 struct BucketTiming {
@@ -91,8 +94,8 @@ class DistributedDataParallel {
   };
   NoSync no_sync() { return NoSync(*this); }
 
-  // The optimizer reads the reduced gradients from the buckets (needed for half-precision
-  // parameters; harmless otherwise). Re-applied when buckets are rebuilt.
+  // The optimizer reads the reduced gradients from the buckets directly (its grad source), not
+  // through p.grad(). Optional: the results are the same. Re-applied when buckets are rebuilt.
   void attach(optim::Optimizer& opt);
 
   const DDPStepStats& last_step() const { return stats_; }

@@ -84,9 +84,9 @@ int main(int argc, char** argv) {
     model->to(dev);
     model->to(dt);
 
-    parallel::DDPOptions dopt;
-    dopt.compressor = comm::make_compressor(flags.str("compress"));
-    dopt.trace_path = flags.str("trace");
+    auto dopt = parallel::DDPOptions()
+                    .compressor(comm::make_compressor(flags.str("compress")))
+                    .trace_path(flags.str("trace"));
     parallel::DistributedDataParallel ddp(model, info.world, dopt);
     optim::AdamW opt(model->named_parameters(), {.lr = lr, .weight_decay = wd});
     ddp.attach(opt);
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
       std::printf("fashion_mnist: %d rank(s), global batch %lld (%lld per rank), %lld steps/epoch, "
                   "%s on %s, compression %s\n", world, (long long)batch, (long long)(batch / world),
                   (long long)steps_per_epoch, dtype_name(dt), dev.str().c_str(),
-                  dopt.compressor ? dopt.compressor->name().c_str() : "none");
+                  dopt.compressor() ? dopt.compressor()->name().c_str() : "none");
 
     int64_t step = 0;
     for (int64_t ep = 1; ep <= epochs; ++ep) {
