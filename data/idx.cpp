@@ -83,4 +83,12 @@ FashionMnist load_fashion_mnist(const std::string& dir) {
   return {load_split(dir, "train"), load_split(dir, "t10k")};
 }
 
+static TensorDataset split_dataset(const std::string& dir, bool train) {
+  MnistSplit s = load_split(dir, train ? "train" : "t10k");
+  return TensorDataset(s.images, s.labels);
+}
+
+FashionMNIST::FashionMNIST(const std::string& dir, bool train)
+    : TensorDataset(split_dataset(dir, train)) {}
+
 }  // namespace fathom::data

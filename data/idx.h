@@ -4,6 +4,7 @@
 #include <string>
 
 #include "fathom/core/tensor.h"
+#include "fathom/data/dataset.h"
 
 namespace fathom::data {
 
@@ -23,5 +24,12 @@ struct FashionMnist {
 };
 // Loads train and test splits from `dir`; a missing file names the path and the Debian package.
 FashionMnist load_fashion_mnist(const std::string& dir = kFashionMnistDir);
+
+// One split as a dataset: data() [N, 784] f32 in [0, 1], targets() [N] i64 (60,000 train or
+// 10,000 test examples). Reads only that split's two files.
+class FashionMNIST : public TensorDataset {
+ public:
+  explicit FashionMNIST(const std::string& dir = kFashionMnistDir, bool train = true);
+};
 
 }  // namespace fathom::data

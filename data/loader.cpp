@@ -1,63 +1,118 @@
 #include "fathom/data/loader.h"
 
-#include <numeric>
-
-#include "fathom/core/ops/factory.h"
-#include "fathom/core/random.h"
+#include <omp.h>
 
 namespace fathom::data {
 
-BatchLoader::BatchLoader(int64_t n, int64_t global_batch, uint64_t seed, bool shuffle, int rank,
-                         int world, bool drop_last)
-    : n_(n), global_batch_(global_batch), seed_(seed), shuffle_(shuffle), drop_last_(drop_last),
-      rank_(rank), world_(world) {
-  FATHOM_CHECK(n > 0, "BatchLoader: dataset is empty");
-  FATHOM_CHECK(world >= 1 && rank >= 0 && rank < world, "BatchLoader: rank ", rank,
-               " is not in a world of ", world);
-  FATHOM_CHECK(global_batch > 0 && global_batch % world == 0, "BatchLoader: global batch ",
-               global_batch, " must be positive and divide by the world size ", world);
-  FATHOM_CHECK(!drop_last || global_batch <= n, "BatchLoader: global batch ", global_batch,
-               " is larger than the dataset (", n, " samples)");
+namespace {
+const Dataset& checked(const std::shared_ptr<const Dataset>& d) {
+  FATHOM_CHECK(d != nullptr, "DataLoader: the dataset is null");
+  return *d;
+}
+}  // namespace
+
+DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options)
+    : dataset_(std::move(dataset)), opt_(options),
+      sampler_(checked(dataset_).size(), opt_.global_batch(), opt_.rank(), opt_.world(),
+               opt_.shuffle(), opt_.seed(), opt_.drop_last()),
+      batches_per_epoch_(sampler_.batches_per_epoch()), local_batch_(sampler_.local_batch()) {
+  FATHOM_CHECK(opt_.prefetch() >= 0, "DataLoader: prefetch must be 0 (synchronous) or more, got ",
+               opt_.prefetch());
 }
 
-int64_t BatchLoader::batches_per_epoch() const {
-  return drop_last_ ? n_ / global_batch_ : (n_ + global_batch_ - 1) / global_batch_;
+DataLoader::~DataLoader() { stop_worker(); }
+
+// The worker starts lazily, at the first next() after construction or a set_position, so a
+// loader that is resumed before use never loads batches it would throw away.
+void DataLoader::start_worker() {
+  stop_ = false;
+  worker_ = std::thread([this, from = pos_] { work(from); });
 }
 
-// Fisher-Yates with Philox draws keyed by (seed, epoch): any epoch's order is reproducible
-// from the two numbers alone.
-void BatchLoader::build_order() {
-  order_.resize(n_);
-  std::iota(order_.begin(), order_.end(), 0);
-  order_epoch_ = pos_.epoch;
-  if (!shuffle_) return;
-  for (int64_t i = n_ - 1; i > 0; --i) {
-    Philox4 r = philox(seed_, uint64_t(pos_.epoch), uint64_t(i));
-    uint64_t x = uint64_t(r.v[0]) << 32 | r.v[1];
-    std::swap(order_[i], order_[int64_t(x % uint64_t(i + 1))]);
+void DataLoader::stop_worker() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  space_.notify_all();
+  worker_.join();  // at most the batch it is loading now
+  queue_.clear();
+}
+
+void DataLoader::work(LoaderPosition p) {
+  // Loading is a few memory-bound gathers: an OpenMP team of its own here would compete with
+  // the training thread's team for the same cores (and spin), for no gain. nthreads-var is
+  // per-thread, so this leaves the training thread's setting alone.
+  omp_set_num_threads(1);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      space_.wait(lk, [&] { return stop_ || int64_t(queue_.size()) < opt_.prefetch(); });
+      if (stop_) return;
+    }
+    Item item;
+    try {
+      item.batch = dataset_->get_batch(sampler_.indices(p));
+    } catch (...) {
+      item.error = std::current_exception();
+    }
+    bool failed = bool(item.error);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      queue_.push_back(std::move(item));
+    }
+    ready_.notify_one();
+    // The consumer rethrows at this batch and stops us; batches past it would be discarded.
+    if (failed) return;
+    p = sampler_.advance(p);
   }
 }
 
-Tensor BatchLoader::next() {
-  if (order_epoch_ != pos_.epoch) build_order();
-  int64_t start = pos_.batch * global_batch_;
-  int64_t count = std::min(global_batch_, n_ - start);
-  // A final partial batch (drop_last=false) is split as evenly as the ranks allow.
-  int64_t per = (count + world_ - 1) / world_;
-  int64_t lo = std::min(count, rank_ * per), hi = std::min(count, lo + per);
-  std::vector<int64_t> idx(order_.begin() + start + lo, order_.begin() + start + hi);
-  if (++pos_.batch >= batches_per_epoch()) {
-    pos_.batch = 0;
-    ++pos_.epoch;
+Batch DataLoader::next() {
+  if (opt_.prefetch() == 0) {
+    Batch b = dataset_->get_batch(sampler_.indices(pos_));
+    pos_ = sampler_.advance(pos_);
+    return b;
   }
-  return from_vector(idx, {int64_t(idx.size())});
+  if (!worker_.joinable()) start_worker();
+  Item item;
+  {
+    // The worker pushes one item per batch, an error included, and leaves only on stop_, which
+    // only this thread sets: the wait always ends.
+    std::unique_lock<std::mutex> lk(mu_);
+    ready_.wait(lk, [&] { return !queue_.empty(); });
+    item = std::move(queue_.front());
+    queue_.pop_front();
+  }
+  space_.notify_one();
+  if (item.error) {
+    stop_worker();  // a retry restarts at the same batch
+    std::rethrow_exception(item.error);
+  }
+  pos_ = sampler_.advance(pos_);  // const: safe beside the worker
+  return std::move(item.batch);
 }
 
-void BatchLoader::set_position(LoaderPosition p) {
-  FATHOM_CHECK(p.epoch >= 0 && p.batch >= 0 && p.batch < batches_per_epoch(),
-               "BatchLoader: position (epoch ", p.epoch, ", batch ", p.batch,
-               ") is outside an epoch of ", batches_per_epoch(), " batches");
+void DataLoader::set_position(LoaderPosition p) {
+  FATHOM_CHECK(p.epoch >= 0 && p.batch >= 0 && p.batch < batches_per_epoch_,
+               "DataLoader: position (epoch ", p.epoch, ", batch ", p.batch,
+               ") is outside an epoch of ", batches_per_epoch_, " batches");
+  stop_worker();
   pos_ = p;
+}
+
+DataLoader::Iterator::Iterator(DataLoader* loader, int64_t left) : loader_(loader), left_(left) {
+  if (left_ > 0) batch_ = loader_->next();
+}
+
+DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  if (--left_ > 0) batch_ = loader_->next();
+  return *this;
+}
+
+DataLoader::Iterator DataLoader::begin() {
+  return Iterator(this, batches_per_epoch_ - pos_.batch);
 }
 
 }  // namespace fathom::data

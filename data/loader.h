@@ -1,46 +1,102 @@
 #pragma once
-// A shuffling batch sampler whose position can be saved and restored exactly. Each epoch's
-// order is a Philox-driven permutation of (seed, epoch), so it needs no stored state beyond
-// (epoch, batch). Under data parallelism every rank builds the same global batch and takes its
-// own contiguous shard of it: the global batch (and so the recipe) does not change with world.
+// DataLoader: a dataset, a DistributedSampler and an optional background worker that loads up
+// to `prefetch` batches ahead into a bounded queue, so loading overlaps compute. The batches and
+// their order depend only on (seed, epoch, rank, world), never on prefetch or timing.
+//
+//   data::DataLoader loader(dataset, data::DataLoaderOptions(128).seed(0).rank(r).world(w));
+//   for (int64_t ep = 0; ep < epochs; ++ep)
+//     for (auto& batch : loader) step(batch.data, batch.target);  // one epoch
+//
+// Step-based loops call next(), which rolls into the next epoch. position() is that of the
+// next batch next() returns; set_position() resumes there exactly.
+#include <condition_variable>
 #include <cstdint>
-#include <vector>
+#include <deque>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <thread>
 
-#include "fathom/core/tensor.h"
+#include "fathom/core/options.h"
+#include "fathom/data/dataset.h"
+#include "fathom/data/sampler.h"
 
 namespace fathom::data {
 
-struct LoaderPosition {
-  int64_t epoch = 0;
-  int64_t batch = 0;  // next batch within the epoch
+struct DataLoaderOptions {
+  // global_batch: samples per step over all ranks (each rank gets global_batch / world).
+  explicit DataLoaderOptions(int64_t global_batch) : global_batch_(global_batch) {}
+  FATHOM_ARG(int64_t, global_batch);
+  FATHOM_ARG(bool, shuffle) = true;
+  FATHOM_ARG(uint64_t, seed) = 0;
+  FATHOM_ARG(int, rank) = 0;
+  FATHOM_ARG(int, world) = 1;
+  FATHOM_ARG(bool, drop_last) = true;
+  // Batches loaded ahead by a worker thread; 0 loads synchronously in next().
+  FATHOM_ARG(int64_t, prefetch) = 2;
 };
 
-class BatchLoader {
+class DataLoader {
  public:
-  // global_batch must divide by world; drop_last drops a final partial batch.
-  BatchLoader(int64_t num_samples, int64_t global_batch, uint64_t seed, bool shuffle = true,
-              int rank = 0, int world = 1, bool drop_last = true);
+  DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options);
+  ~DataLoader();  // stops the worker after the batch it is loading, if any
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
 
-  int64_t batches_per_epoch() const;
-  int64_t local_batch() const { return global_batch_ / world_; }
-  // This rank's sample indices of the next batch, as an i64 tensor; advances the position and
-  // rolls into the next epoch after the last batch.
-  Tensor next();
-  // True when the next call to next() starts a new epoch.
-  bool at_epoch_start() const { return pos_.batch == 0; }
+  const DataLoaderOptions& options() const { return opt_; }
+  const Dataset& dataset() const { return *dataset_; }
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  int64_t local_batch() const { return local_batch_; }
+
+  // This rank's next batch. A loading error (from the dataset, on whichever thread) is rethrown
+  // here, unchanged, and the position stays at the failed batch.
+  Batch next();
 
   LoaderPosition position() const { return pos_; }
+  // Drops batches loaded ahead and restarts from p.
   void set_position(LoaderPosition p);
+  void set_epoch(int64_t epoch) { set_position({epoch, 0}); }
+
+  // Range-for over the rest of the current epoch: from position() to the epoch's last batch.
+  class Iterator {
+   public:
+    Batch& operator*() { return batch_; }
+    Batch* operator->() { return &batch_; }
+    Iterator& operator++();
+    bool operator==(std::default_sentinel_t) const { return left_ == 0; }
+
+   private:
+    friend class DataLoader;
+    Iterator(DataLoader* loader, int64_t left);
+    DataLoader* loader_;
+    int64_t left_;  // batches still to hand out, this one included
+    Batch batch_;
+  };
+  Iterator begin();
+  std::default_sentinel_t end() { return {}; }
 
  private:
-  void build_order();
-  int64_t n_, global_batch_;
-  uint64_t seed_;
-  bool shuffle_, drop_last_;
-  int rank_, world_;
-  LoaderPosition pos_;
-  int64_t order_epoch_ = -1;
-  std::vector<int64_t> order_;
+  struct Item {
+    Batch batch;
+    std::exception_ptr error;
+  };
+  void start_worker();
+  void stop_worker();
+  void work(LoaderPosition from);
+
+  std::shared_ptr<const Dataset> dataset_;
+  DataLoaderOptions opt_;
+  // Used by exactly one thread at a time: the worker while it runs, else next() itself.
+  DistributedSampler sampler_;
+  int64_t batches_per_epoch_, local_batch_;
+  LoaderPosition pos_;  // of the next batch handed out
+
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable ready_, space_;  // queue_ non-empty; queue_ below prefetch (or stop_)
+  std::deque<Item> queue_;
+  bool stop_ = false;
 };
 
 }  // namespace fathom::data

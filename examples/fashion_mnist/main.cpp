@@ -25,15 +25,15 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Accuracy on the test split, in chunks (eval mode, no graph).
-double evaluate(nn::Module& model, const data::MnistSplit& test, Device dev, DType dt) {
+double evaluate(nn::Module& model, const data::TensorDataset& test, Device dev, DType dt) {
   NoGradGuard no_grad;
   model.eval();
-  int64_t correct = 0, n = test.images.size(0);
+  int64_t correct = 0, n = test.size();
   for (int64_t at = 0; at < n; at += 2000) {
     int64_t len = std::min<int64_t>(2000, n - at);
-    Tensor x = ops::narrow(test.images, 0, at, len).to(dev).to(dt);
+    Tensor x = ops::narrow(test.data(), 0, at, len).to(dev).to(dt);
     Tensor pred = model.forward(x).argmax(1).to(Device::cpu());
-    Tensor hit = ops::binary(BinaryOp::eq, pred, ops::narrow(test.labels, 0, at, len));
+    Tensor hit = ops::binary(BinaryOp::eq, pred, ops::narrow(test.targets(), 0, at, len));
     correct += ops::sum(hit).item<int64_t>();
   }
   model.train();
@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
     if (batch % world != 0) flags.fail("--batch " + std::to_string(batch) + " must divide by the " +
                                        std::to_string(world) + " ranks");
 
-    data::FashionMnist ds = data::load_fashion_mnist(flags.str("data"));
+    auto train_set = std::make_shared<data::FashionMNIST>(flags.str("data"), true);
+    data::FashionMNIST test_set(flags.str("data"), false);
     Generator init_gen(uint64_t(flags.i64("seed")));
     auto model = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
         std::make_shared<nn::Linear>(nn::LinearOptions(784, 512), &init_gen),
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
     ddp.attach(opt);
     optim::GradScaler scaler({.enabled = dt == DType::f16});
 
-    data::BatchLoader loader(ds.train.images.size(0), batch, uint64_t(flags.i64("seed")), true, rank, world);
+    data::DataLoader loader(train_set, data::DataLoaderOptions(batch).seed(uint64_t(flags.i64("seed"))).rank(rank).world(world));
     int64_t steps_per_epoch = loader.batches_per_epoch(), total = epochs * steps_per_epoch;
     auto sched = schedule == "cosine" ? optim::LRSchedule::cosine(lr, total)
                                       : optim::LRSchedule::constant(lr);
@@ -108,9 +109,9 @@ int main(int argc, char** argv) {
       double loss_sum = 0, window_loss = 0;
       uint64_t bytes = 0, bytes_plain = 0;
       for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
-        Tensor idx = loader.next();
-        Tensor x = ops::index_select(ds.train.images, 0, idx).to(dev).to(dt);
-        Tensor y = ops::index_select(ds.train.labels, 0, idx).to(dev);
+        auto [images, labels] = loader.next();
+        Tensor x = images.to(dev).to(dt);
+        Tensor y = labels.to(dev);
         opt.set_lr(sched.at(step));
         opt.zero_grad();
         Tensor loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
@@ -133,7 +134,7 @@ int main(int argc, char** argv) {
       // The epoch's loss averaged over every rank's shard.
       Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps_per_epoch)}, {1});
       info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
-      double acc = evaluate(*model, ds.test, dev, dt);
+      double acc = evaluate(*model, test_set, dev, dt);
       if (talk) {
         std::printf("epoch=%lld loss=%.4f samples_per_s=%.0f test_acc=%.4f", (long long)ep,
                     mean_loss.item<double>(), double(steps_per_epoch * batch) / dt_s, acc);

@@ -5,7 +5,7 @@
 #include <set>
 
 #include "fathom/data/idx.h"
-#include "fathom/data/loader.h"
+#include "fathom/data/sampler.h"
 #include "fathom/data/text.h"
 
 using namespace fathom;
@@ -45,34 +45,40 @@ TEST_CASE("IDX reader rejects missing, truncated and mislabeled files", "[data]"
   CHECK_THROWS_WITH(data::read_idx_images(temp_file("tiny", {1, 2})), Catch::Contains("only 2 bytes"));
 }
 
-TEST_CASE("BatchLoader: permutations, sharding, exact resume", "[data]") {
-  data::BatchLoader a(103, 10, 7);
+TEST_CASE("DistributedSampler: permutations, sharding, exact resume", "[data]") {
+  data::DistributedSampler a(103, 10, 0, 1, true, 7);
   CHECK(a.batches_per_epoch() == 10);
   std::set<int64_t> seen;
   for (int b = 0; b < 10; ++b)
-    for (double i : to_vector(a.next())) seen.insert(int64_t(i));
+    for (int64_t i : a.next()) seen.insert(i);
   CHECK(seen.size() == 100);  // no repeats within an epoch, last 3 dropped
-  CHECK(a.position().epoch == 1);
-  CHECK(a.at_epoch_start());
+  CHECK(a.position() == data::LoaderPosition{1, 0});
+  // The Philox order of (seed 7, epoch 0) is the one BatchLoader produced: recipes and their
+  // results are unchanged.
+  data::DistributedSampler b(103, 10, 0, 1, true, 7);
+  auto first = b.next();
+  CHECK(first == std::vector<int64_t>{50, 6, 95, 90, 40, 16, 92, 3, 36, 1});
   // Epochs differ; the same seed reproduces.
-  data::BatchLoader b(103, 10, 7);
-  auto first = to_vector(b.next());
-  b.set_position({1, 0});
-  CHECK(to_vector(b.next()) != first);
-  data::BatchLoader c(103, 10, 7);
-  CHECK(to_vector(c.next()) == first);
+  b.set_epoch(1);
+  CHECK(b.next() != first);
+  data::DistributedSampler c(103, 10, 0, 1, true, 7);
+  CHECK(c.next() == first);
+  CHECK(data::DistributedSampler(103, 10, 0, 1, true, 8).next() != first);
   // Resume from a saved position replays the same stream.
   data::LoaderPosition p = c.position();
-  auto next1 = to_vector(c.next());
+  auto next1 = c.next();
   c.set_position(p);
-  CHECK(to_vector(c.next()) == next1);
+  CHECK(c.next() == next1);
+  CHECK(c.indices(p) == next1);
   // Two ranks' shards together are the single-process batch, in order.
-  data::BatchLoader r0(103, 10, 7, true, 0, 2), r1(103, 10, 7, true, 1, 2);
-  auto s0 = to_vector(r0.next()), s1 = to_vector(r1.next());
+  data::DistributedSampler r0(103, 10, 0, 2, true, 7), r1(103, 10, 1, 2, true, 7);
+  auto s0 = r0.next(), s1 = r1.next();
   CHECK(s0.size() == 5);
   s0.insert(s0.end(), s1.begin(), s1.end());
   CHECK(s0 == first);
-  CHECK_THROWS_WITH(data::BatchLoader(100, 10, 0, true, 0, 3), Catch::Contains("divide by the world size 3"));
+  CHECK_THROWS_WITH(data::DistributedSampler(100, 10, 0, 3), Catch::Contains("divide by the world size 3"));
+  CHECK_THROWS_WITH(data::DistributedSampler(100, 10, 3, 2), Catch::Contains("rank 3 is not in a world of 2"));
+  CHECK_THROWS_WITH(data::DistributedSampler(5, 10), Catch::Contains("larger than the dataset (5 samples)"));
   CHECK_THROWS_WITH(c.set_position({0, 10}), Catch::Contains("outside an epoch of 10"));
 }
 
