@@ -1,35 +1,33 @@
-# Dependencies, all Debian packages (scripts/deps.sh installs them). Collected into two
-# interface targets so the install tree's config can recreate them with find_dependency.
+# Dependencies, all Debian packages (scripts/deps.sh installs them). The library links them
+# PRIVATE (FATHOM_DEPS_LINK, FATHOM_CUDA_DEPS_LINK): the installed package re-finds them
+# (FathomConfig.cmake.in) and passes them on to the link line only, since no public header
+# includes a dependency's header. The project's own programs (tests, examples, benchmarks),
+# which also include internal headers (<mpi.h>, <nccl.h>, cblas), get their full usage
+# requirements through the build-only interface targets fathom_deps and fathom_cuda_deps.
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(Threads REQUIRED)
-# OpenBLAS itself, never the generic libblas.so.3 (often the reference BLAS, ten times slower).
-set(BLA_VENDOR OpenBLAS)
-find_package(BLAS REQUIRED)
-# Prefer Debian's OpenMP build of OpenBLAS: the pthread build brings a second thread pool that
-# spins against our OpenMP threads (measured: 60% of a training step spent spin-waiting on 2
-# cores). Both builds share the soname libopenblas.so.0, so the directory goes into the
-# RUNPATH (build and install tree) to load this one rather than the system alternative.
-find_library(FATHOM_OPENBLAS_OPENMP NAMES openblas NO_DEFAULT_PATH
-  PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp /usr/lib/x86_64-linux-gnu/openblas-openmp)
-if(FATHOM_OPENBLAS_OPENMP)
-  set(BLAS_LIBRARIES ${FATHOM_OPENBLAS_OPENMP})
-  get_filename_component(_blas_dir ${FATHOM_OPENBLAS_OPENMP} DIRECTORY)
-  list(APPEND CMAKE_INSTALL_RPATH ${_blas_dir})
-  set(CMAKE_BUILD_RPATH ${_blas_dir} ${CMAKE_BUILD_RPATH})
-endif()
-message(STATUS "Fathom: BLAS ${BLAS_LIBRARIES}")
-find_path(FATHOM_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread REQUIRED)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(Protobuf REQUIRED)
 find_package(glog REQUIRED)
 find_package(ZLIB REQUIRED)  # gzip-compressed datasets (Debian ships MNIST as .gz)
 
+set(FATHOM_LIBS_CUDA OFF)
+include(FathomLibs)   # Fathom::openblas
+if(FATHOM_LIBS_MISSING)
+  message(FATAL_ERROR "Fathom: OpenBLAS not found (libopenblas and cblas.h; Debian: libopenblas-dev)")
+endif()
+message(STATUS "Fathom: BLAS ${FATHOM_OPENBLAS_LIB}")
+get_filename_component(_blas_dir ${FATHOM_OPENBLAS_LIB} DIRECTORY)
+list(APPEND CMAKE_INSTALL_RPATH ${_blas_dir})
+set(CMAKE_BUILD_RPATH ${_blas_dir} ${CMAKE_BUILD_RPATH})
+
+set(FATHOM_DEPS_LINK OpenMP::OpenMP_CXX Threads::Threads Fathom::openblas MPI::MPI_CXX
+  protobuf::libprotobuf glog::glog ZLIB::ZLIB)
 add_library(fathom_deps INTERFACE)
-target_include_directories(fathom_deps INTERFACE ${FATHOM_CBLAS_INCLUDE})
-target_link_libraries(fathom_deps INTERFACE OpenMP::OpenMP_CXX Threads::Threads ${BLAS_LIBRARIES}
-  MPI::MPI_CXX protobuf::libprotobuf glog::glog ZLIB::ZLIB)
+target_link_libraries(fathom_deps INTERFACE ${FATHOM_DEPS_LINK})
 
 set(FATHOM_WITH_CUDA OFF)
+set(FATHOM_CUDA_DEPS_LINK "")
 if(NOT FATHOM_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
@@ -49,14 +47,15 @@ if(NOT FATHOM_CUDA STREQUAL "OFF")
     endif()
     set(CMAKE_CUDA_STANDARD 20)
     find_package(CUDAToolkit REQUIRED)
-    find_path(FATHOM_CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include REQUIRED)
-    find_library(FATHOM_CUDNN_LIB cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu REQUIRED)
-    find_path(FATHOM_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include REQUIRED)
-    find_library(FATHOM_NCCL_LIB nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu REQUIRED)
+    set(FATHOM_LIBS_CUDA ON)
+    include(FathomLibs)   # Fathom::cudnn, Fathom::nccl
+    if(FATHOM_LIBS_MISSING)
+      message(FATAL_ERROR "Fathom: CUDA backend needs ${FATHOM_LIBS_MISSING} (cudnn.h/libcudnn, "
+                          "nccl.h/libnccl next to the CUDA toolkit or in /usr)")
+    endif()
+    set(FATHOM_CUDA_DEPS_LINK CUDA::cudart CUDA::cublasLt CUDA::cublas Fathom::cudnn Fathom::nccl)
     add_library(fathom_cuda_deps INTERFACE)
-    target_include_directories(fathom_cuda_deps INTERFACE ${FATHOM_CUDNN_INCLUDE} ${FATHOM_NCCL_INCLUDE})
-    target_link_libraries(fathom_cuda_deps INTERFACE CUDA::cudart CUDA::cublasLt CUDA::cublas
-      ${FATHOM_CUDNN_LIB} ${FATHOM_NCCL_LIB})
+    target_link_libraries(fathom_cuda_deps INTERFACE ${FATHOM_CUDA_DEPS_LINK})
     set(FATHOM_WITH_CUDA ON)
     message(STATUS "Fathom: CUDA backend ON (architectures ${CMAKE_CUDA_ARCHITECTURES})")
   elseif(FATHOM_CUDA STREQUAL "ON")
