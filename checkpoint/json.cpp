@@ -94,6 +94,7 @@ class Parser {
 
   Value parse_value(int depth) {
     if (depth >= kMaxDepth) fail("nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+    if (++count_ > kMaxValues) fail("more than " + std::to_string(kMaxValues) + " values");
     if (eof()) fail("unexpected end of input, expected a value");
     char c = s_[i_];
     if (c == '{') return parse_object(depth);
@@ -241,6 +242,7 @@ class Parser {
   std::string_view s_;
   const std::string& what_;
   size_t i_ = 0;
+  size_t count_ = 0;
   const std::string* top_key_ = nullptr;
 };
 

@@ -25,6 +25,10 @@ struct Value {
 
 // Recursion is bounded by this, so depth costs stack, never a stack overflow.
 inline constexpr int kMaxDepth = 64;
+// A parsed value costs ~100 bytes against as little as 2 bytes of text ("[],"), so the count is
+// bounded too: a hostile 100 MB header cannot grow into gigabytes. 2M values is ~250k tensors,
+// far beyond any real checkpoint file.
+inline constexpr size_t kMaxValues = size_t(1) << 21;
 
 // Parses `text` as one JSON value with optional whitespace around it. Throws fathom::Error
 // with "<what>: invalid JSON at byte <k>: <reason>".

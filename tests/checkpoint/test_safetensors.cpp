@@ -232,6 +232,9 @@ TEST_CASE("safetensors refuses corrupt and hostile files with clear errors", "[c
     expect_load_error(tmp, st_file(R"({"a":true})", ""), {"unexpected 't'"});
     expect_load_error(tmp, st_file(R"({"a":1,})", ""), {"expected a string key"});
     expect_load_error(tmp, st_file("[]", ""), {"header must be a JSON object"});
+    std::string many = "[";
+    for (int i = 0; i < (1 << 21); ++i) many += "0,";
+    expect_load_error(tmp, st_file(many + "0]", ""), {"more than 2097152 values"});
     expect_load_error(tmp, st_file(one(kTensor1) + one(kTensor1), f4), {"trailing characters"});
   }
   SECTION("duplicate keys and bad numbers") {
