@@ -10,6 +10,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return bias.defined() ? y + bias : y;
 }
 
+Tensor silu(const Tensor& x) { return x * sigmoid(x); }
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   return fathom::cross_entropy(logits, targets, ignore_index);
 }

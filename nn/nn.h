@@ -10,6 +10,7 @@
 //     for (auto& [name, p] : model->named_parameters()) ops::add_(p, p.grad(), -lr);
 //   }
 #include "fathom/nn/activation.h"
+#include "fathom/nn/container.h"
 #include "fathom/nn/dropout.h"
 #include "fathom/nn/embedding.h"
 #include "fathom/nn/functional.h"
