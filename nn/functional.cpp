@@ -12,8 +12,4 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 
 Tensor silu(const Tensor& x) { return x * sigmoid(x); }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  return fathom::cross_entropy(logits, targets, ignore_index);
-}
-
 }  // namespace fathom::nn::functional

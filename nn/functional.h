@@ -1,6 +1,7 @@
 #pragma once
-// Stateless forms of the layers, as torch::nn::functional.
+// Stateless forms of the layers, as torch::nn::functional. The losses are in nn/loss.h.
 #include "fathom/autograd/ops.h"
+#include "fathom/nn/loss.h"
 
 namespace fathom::nn::functional {
 
@@ -8,8 +9,5 @@ namespace fathom::nn::functional {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // x * sigmoid(x).
 Tensor silu(const Tensor& x);
-// Mean cross-entropy of logits [N, C] or [B, T, C] against targets [N] or [B, T].
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
-                     int64_t ignore_index = ops::kIgnoreIndex);
 
 }  // namespace fathom::nn::functional

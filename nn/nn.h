@@ -18,5 +18,6 @@
 #include "fathom/nn/init.h"
 #include "fathom/nn/layer_norm.h"
 #include "fathom/nn/linear.h"
+#include "fathom/nn/loss.h"
 #include "fathom/nn/module.h"
 #include "fathom/nn/sequential.h"

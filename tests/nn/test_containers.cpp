@@ -116,6 +116,8 @@ TEST_CASE("printing a module: PyTorch's repr layout", "[nn][print]") {
       nn::Linear(nn::LinearOptions(4, 4).bias(false)), nn::GELU(), nn::Dropout(0.1)));
   root.register_module("norm", std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(4)));
   root.register_module("empty", std::make_shared<nn::ModuleList>());
+  root.register_module("loss", std::make_shared<nn::CrossEntropyLoss>(
+      nn::CrossEntropyLossOptions().label_smoothing(0.1)));
   CHECK(printed(root) ==
         "Net(\n"
         "  (emb): Embedding(num_embeddings=10, embedding_dim=4)\n"
@@ -126,6 +128,7 @@ TEST_CASE("printing a module: PyTorch's repr layout", "[nn][print]") {
         "  )\n"
         "  (norm): LayerNorm([4], eps=1e-05, elementwise_affine=true)\n"
         "  (empty): ModuleList()\n"
+        "  (loss): CrossEntropyLoss(reduction=mean, label_smoothing=0.1)\n"
         ")");
 
   nn::GPTConfig c;
