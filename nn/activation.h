@@ -1,4 +1,5 @@
 #pragma once
+// Activation modules; each prints as its name with "()" (GELU adds its approximation).
 #include "fathom/nn/module.h"
 
 namespace fathom::nn {
@@ -13,6 +14,26 @@ class ReLU : public Module {
 class GELU : public Module {
  public:
   GELU() : Module("GELU") {}
+  Tensor forward(const Tensor& x) override;
+  void pretty_print(std::ostream& os) const override;  // GELU(approximate=tanh)
+};
+
+class Tanh : public Module {
+ public:
+  Tanh() : Module("Tanh") {}
+  Tensor forward(const Tensor& x) override;
+};
+
+class Sigmoid : public Module {
+ public:
+  Sigmoid() : Module("Sigmoid") {}
+  Tensor forward(const Tensor& x) override;
+};
+
+// x * sigmoid(x) (also called swish).
+class SiLU : public Module {
+ public:
+  SiLU() : Module("SiLU") {}
   Tensor forward(const Tensor& x) override;
 };
 

@@ -1,5 +1,7 @@
 #include "fathom/nn/dropout.h"
 
+#include <ostream>
+
 #include "fathom/autograd/ops.h"
 
 namespace fathom::nn {
@@ -9,5 +11,7 @@ Dropout::Dropout(double p_, Generator* gen_) : Module("Dropout"), p(p_), gen(gen
 }
 
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, is_training(), gen); }
+
+void Dropout::pretty_print(std::ostream& os) const { os << "Dropout(p=" << p << ")"; }
 
 }  // namespace fathom::nn

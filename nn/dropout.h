@@ -11,6 +11,7 @@ class Dropout : public Module {
  public:
   explicit Dropout(double p = 0.5, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) override;
+  void pretty_print(std::ostream& os) const override;  // Dropout(p=0.5)
 
   double p;
   Generator* gen;

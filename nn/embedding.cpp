@@ -1,5 +1,7 @@
 #include "fathom/nn/embedding.h"
 
+#include <ostream>
+
 #include "fathom/autograd/ops.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/nn/init.h"
@@ -16,5 +18,10 @@ Embedding::Embedding(const EmbeddingOptions& opts, Generator* gen)
 }
 
 Tensor Embedding::forward(const Tensor& ids) { return embedding(weight, ids); }
+
+void Embedding::pretty_print(std::ostream& os) const {
+  os << "Embedding(num_embeddings=" << options.num_embeddings()
+     << ", embedding_dim=" << options.embedding_dim() << ")";
+}
 
 }  // namespace fathom::nn

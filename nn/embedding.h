@@ -17,6 +17,7 @@ class Embedding : public Module {
  public:
   explicit Embedding(const EmbeddingOptions& options, Generator* gen = nullptr);
   Tensor forward(const Tensor& ids) override;
+  void pretty_print(std::ostream& os) const override;
 
   EmbeddingOptions options;
   Tensor weight;

@@ -10,8 +10,6 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return bias.defined() ? y + bias : y;
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  return fathom::cross_entropy(logits, targets, ignore_index);
-}
+Tensor silu(const Tensor& x) { return x * sigmoid(x); }
 
 }  // namespace fathom::nn::functional

@@ -1,5 +1,7 @@
 #include "fathom/nn/layer_norm.h"
 
+#include <ostream>
+
 #include "fathom/autograd/ops.h"
 #include "fathom/core/ops/factory.h"
 
@@ -18,6 +20,14 @@ Tensor LayerNorm::forward(const Tensor& x) {
   FATHOM_CHECK(x.dim() >= 1 && x.size(-1) == options.normalized_shape(), "LayerNorm: input ",
                x.desc(), " must end in ", options.normalized_shape());
   return layer_norm(x, weight, bias, options.eps());
+}
+
+// PyTorch's C++ repr: LayerNorm([768], eps=1e-05, elementwise_affine=true).
+void LayerNorm::pretty_print(std::ostream& os) const {
+  os << "LayerNorm([" << options.normalized_shape() << "], eps=" << options.eps()
+     << ", elementwise_affine=" << (options.elementwise_affine() ? "true" : "false");
+  if (options.elementwise_affine() && !options.bias()) os << ", bias=false";
+  os << ")";
 }
 
 }  // namespace fathom::nn

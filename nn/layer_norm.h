@@ -17,6 +17,7 @@ class LayerNorm : public Module {
  public:
   explicit LayerNorm(const LayerNormOptions& options);
   Tensor forward(const Tensor& x) override;
+  void pretty_print(std::ostream& os) const override;
 
   LayerNormOptions options;
   Tensor weight;  // [C], undefined without elementwise_affine

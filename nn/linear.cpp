@@ -1,6 +1,7 @@
 #include "fathom/nn/linear.h"
 
 #include <cmath>
+#include <ostream>
 
 #include "fathom/core/ops/factory.h"
 #include "fathom/nn/functional.h"
@@ -22,5 +23,10 @@ Linear::Linear(const LinearOptions& opts, Generator* gen) : Module("Linear"), op
 }
 
 Tensor Linear::forward(const Tensor& x) { return functional::linear(x, weight, bias); }
+
+void Linear::pretty_print(std::ostream& os) const {
+  os << "Linear(in_features=" << options.in_features() << ", out_features="
+     << options.out_features() << ", bias=" << (options.bias() ? "true" : "false") << ")";
+}
 
 }  // namespace fathom::nn

@@ -18,7 +18,10 @@ struct LinearOptions {
 class Linear : public Module {
  public:
   explicit Linear(const LinearOptions& options, Generator* gen = nullptr);
+  Linear(int64_t in_features, int64_t out_features, Generator* gen = nullptr)
+      : Linear(LinearOptions(in_features, out_features), gen) {}
   Tensor forward(const Tensor& x) override;  // [..., in] -> [..., out]
+  void pretty_print(std::ostream& os) const override;
 
   LinearOptions options;
   Tensor weight;

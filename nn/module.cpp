@@ -1,6 +1,7 @@
 #include "fathom/nn/module.h"
 
 #include <algorithm>
+#include <ostream>
 
 #include "fathom/autograd/meta.h"
 #include "fathom/core/ops/shape.h"
@@ -155,6 +156,32 @@ void Module::zero_grad() {
 void Module::apply(const std::function<void(Module&)>& fn) {
   for (auto& [name, child] : children_) child->apply(fn);
   fn(*this);
+}
+
+void Module::pretty_print(std::ostream& os) const {
+  os << type_name_;
+  if (children_.empty()) os << "()";
+}
+
+namespace {
+// Recursion depth is the nesting depth of the model (a handful), not its size.
+void print_tree(std::ostream& os, const Module& m, const std::string& indent) {
+  m.pretty_print(os);
+  auto children = m.named_children();
+  if (children.empty()) return;
+  os << "(\n";
+  for (const auto& [name, child] : children) {
+    os << indent << "  (" << name << "): ";
+    print_tree(os, *child, indent + "  ");
+    os << "\n";
+  }
+  os << indent << ")";
+}
+}  // namespace
+
+std::ostream& operator<<(std::ostream& os, const Module& module) {
+  print_tree(os, module, "");
+  return os;
 }
 
 }  // namespace fathom::nn

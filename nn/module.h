@@ -7,6 +7,8 @@
 // containing a dot is refused. A tensor registered under two names (tied weights) is listed once,
 // under the first name reached.
 #include <functional>
+#include <iosfwd>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -18,6 +20,15 @@
 namespace fathom::nn {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+// What state_dict() gives and load_state_dict() takes; optimizers and the safetensors reader use
+// the same type.
+using StateDict = std::map<std::string, Tensor>;
+
+// What a non-strict load_state_dict left out: model keys the dict lacks, dict keys the model lacks.
+struct LoadStateDictResult {
+  std::vector<std::string> missing_keys;
+  std::vector<std::string> unexpected_keys;
+};
 
 class Module {
  public:
@@ -25,6 +36,11 @@ class Module {
   virtual ~Module() = default;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
+  // Moving is safe because a module holds its parameters and children only as handles: the
+  // moved-to module's members and its registered lists keep pointing at the same tensors and
+  // submodules. That lets Sequential(Linear(4, 8), ReLU()) move values into shared_ptrs.
+  Module(Module&&) = default;
+  Module& operator=(Module&&) = default;
 
   // The one-tensor forward that Sequential chains; a module whose forward takes other
   // arguments leaves it as is, and calling it is an error naming the module.
@@ -70,6 +86,20 @@ class Module {
   // Calls fn on every descendant, then on this module (PyTorch's order).
   void apply(const std::function<void(Module&)>& fn);
 
+  // Parameters and buffers under their dotted names, as detached handles that share storage
+  // (writing into one writes into the model, as in PyTorch).
+  StateDict state_dict() const;
+  // Copies values in place into the existing tensors (so an optimizer or DDP holding the
+  // handles sees them), moving them to each tensor's device; dtypes must match. Everything is
+  // checked before anything is written: a shape or dtype mismatch is always an error, and so
+  // are missing or unexpected keys when strict; the error lists every problem at once.
+  LoadStateDictResult load_state_dict(const StateDict& dict, bool strict = true);
+
+  // Writes this module's own line of the tree printed by operator<<, e.g.
+  // "Linear(in_features=4, out_features=8, bias=true)". The default is the type name, with
+  // "()" when the module has no children (their block supplies the parentheses otherwise).
+  virtual void pretty_print(std::ostream& os) const;
+
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> module);
   void check_name(const std::string& name, const char* what) const;
@@ -83,5 +113,8 @@ class Module {
   NamedTensors buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
+
+// The module tree in PyTorch's repr layout: each child on its own line as "(name): ...".
+std::ostream& operator<<(std::ostream& os, const Module& module);
 
 }  // namespace fathom::nn

@@ -10,6 +10,7 @@
 //     for (auto& [name, p] : model->named_parameters()) ops::add_(p, p.grad(), -lr);
 //   }
 #include "fathom/nn/activation.h"
+#include "fathom/nn/container.h"
 #include "fathom/nn/dropout.h"
 #include "fathom/nn/embedding.h"
 #include "fathom/nn/functional.h"
@@ -17,5 +18,6 @@
 #include "fathom/nn/init.h"
 #include "fathom/nn/layer_norm.h"
 #include "fathom/nn/linear.h"
+#include "fathom/nn/loss.h"
 #include "fathom/nn/module.h"
 #include "fathom/nn/sequential.h"

@@ -11,9 +11,8 @@ struct Net : nn::Module {
     scale = register_parameter("scale", ones({2}));
     steps = register_buffer("steps", zeros({1}, kInt64));
     body = register_module("body", std::make_shared<nn::Sequential>(
-        std::initializer_list<std::shared_ptr<nn::Module>>{
-            std::make_shared<nn::Linear>(nn::LinearOptions(3, 4)), std::make_shared<nn::ReLU>(),
-            std::make_shared<nn::Linear>(nn::LinearOptions(4, 2).bias(false))}));
+        std::make_shared<nn::Linear>(3, 4), std::make_shared<nn::ReLU>(),
+        std::make_shared<nn::Linear>(nn::LinearOptions(4, 2).bias(false))));
     norm = register_module("norm", std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(2)));
   }
   Tensor forward(const Tensor& x) override { return norm->forward(body->forward(x)) * scale; }
@@ -172,9 +171,9 @@ TEST_CASE("Embedding, LayerNorm, Dropout, ReLU, GELU", "[nn]") {
 
 TEST_CASE("a small MLP overfits a tiny batch with plain SGD", "[nn]") {
   Generator g(53);
-  auto model = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      std::make_shared<nn::Linear>(nn::LinearOptions(4, 32), &g), std::make_shared<nn::ReLU>(),
-      std::make_shared<nn::Linear>(nn::LinearOptions(32, 3), &g)});
+  auto model = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(4, 32, &g),
+                                                std::make_shared<nn::ReLU>(),
+                                                std::make_shared<nn::Linear>(32, 3, &g));
   Tensor x = randn({8, 4}, kFloat32, &g);
   Tensor y = from_vector(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 2, 1}, {8});
   const double lr = 0.5;
