@@ -7,14 +7,9 @@
 #include <chrono>
 #include <cstdio>
 
-#include "fathom/comm/comm.h"
-#include "examples/flags.h"
 #include <fathom.h>
-#include "fathom/data/idx.h"
-#include "fathom/data/loader.h"
-#include "fathom/optim/grad_scaler.h"
-#include "fathom/optim/schedule.h"
-#include "fathom/parallel/ddp.h"
+
+#include "examples/flags.h"
 
 using namespace fathom;
 
@@ -56,12 +51,14 @@ int main(int argc, char** argv) {
       .add("data", data::kFashionMnistDir, "directory with the IDX files")
       .add("log-every", "100", "print the training loss every N steps (0: only per epoch)")
       .add("all-ranks", "false", "print from every rank, not only rank 0")
-      .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl");
+      .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl")
+      .add("save", "", "after training, write the model's state_dict to this .safetensors file")
+      .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)");
   flags.parse(argc, argv);
   int64_t epochs = flags.i64("epochs"), batch = flags.i64("batch"), log_every = flags.i64("log-every");
   double lr = flags.f64("lr"), wd = flags.f64("weight-decay");
   std::string schedule = flags.str("schedule");
-  if (epochs < 1) flags.fail("--epochs must be at least 1");
+  if (epochs < 0) flags.fail("--epochs must be at least 0");
   if (batch < 1) flags.fail("--batch must be at least 1");
   if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
   DType dt = flags.model_dtype("dtype");
@@ -76,14 +73,16 @@ int main(int argc, char** argv) {
     auto train_set = std::make_shared<data::FashionMNIST>(flags.str("data"), true);
     data::FashionMNIST test_set(flags.str("data"), false);
     Generator init_gen(uint64_t(flags.i64("seed")));
-    auto model = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-        std::make_shared<nn::Linear>(nn::LinearOptions(784, 512), &init_gen),
-        std::make_shared<nn::ReLU>(),
-        std::make_shared<nn::Linear>(nn::LinearOptions(512, 512), &init_gen),
-        std::make_shared<nn::ReLU>(),
-        std::make_shared<nn::Linear>(nn::LinearOptions(512, 10), &init_gen)});
+    auto model = std::make_shared<nn::Sequential>(nn::Linear(784, 512, &init_gen), nn::ReLU(),
+                                                  nn::Linear(512, 512, &init_gen), nn::ReLU(),
+                                                  nn::Linear(512, 10, &init_gen));
     model->to(dev);
     model->to(dt);
+    if (!flags.str("load").empty()) model->load_state_dict(checkpoint::load_safetensors(flags.str("load")));
+    if (epochs == 0) {
+      if (talk) std::printf("test_acc=%.4f\n", evaluate(*model, test_set, dev, dt));
+      return 0;
+    }
 
     auto dopt = parallel::DDPOptions()
                     .compressor(comm::make_compressor(flags.str("compress")))
@@ -145,6 +144,11 @@ int main(int argc, char** argv) {
         std::printf("\n");
         std::fflush(stdout);
       }
+    }
+    if (!flags.str("save").empty() && rank == 0) {
+      checkpoint::save_safetensors(flags.str("save"), model->state_dict(),
+                                   {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
+      std::printf("saved the model to %s\n", flags.str("save").c_str());
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "fashion_mnist: error: %s\n", e.what());
