@@ -21,9 +21,7 @@
 #include "fathom/optim/clip.h"
 #include "fathom/optim/grad_scaler.h"
 #include "fathom/optim/optimizer.h"
-#include "fathom/optim/schedule.h"
+#include "fathom/optim/scheduler.h"
 #include "fathom/comm/comm.h"
 #include "fathom/parallel/ddp.h"
-#if __has_include("fathom/checkpoint/safetensors.h")
 #include "fathom/checkpoint/safetensors.h"
-#endif

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   auto model = std::make_shared<nn::GPT>(nn::GPTConfig{c.V, c.T, c.L, c.H, c.C, 0.0}, &gen);
   model->to(dev);
   model->to(dt);
-  optim::AdamW opt(model->named_parameters(), {.lr = 3e-4});
+  optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(3e-4));
   Tensor idx = ops::to(ops::to(uniform({c.B, c.T}, 0, double(c.V), kFloat32, &gen), kInt64), dev);
   Tensor tgt = ops::to(ops::to(uniform({c.B, c.T}, 0, double(c.V), kFloat32, &gen), kInt64), dev);
   double loss = 0;

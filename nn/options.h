@@ -1,13 +1,2 @@
 #pragma once
-// FATHOM_ARG(T, name) declares an option with a chainable setter and a getter, like PyTorch's
-// TORCH_ARG: `FATHOM_ARG(bool, bias) = true;` then LinearOptions(5, 2).bias(false).
-#define FATHOM_ARG(T, name)                   \
- public:                                      \
-  auto& name(const T& new_##name) {           \
-    this->name##_ = new_##name;               \
-    return *this;                             \
-  }                                           \
-  const T& name() const { return this->name##_; } \
-                                              \
- private:                                     \
-  T name##_
+#include "fathom/core/options.h"

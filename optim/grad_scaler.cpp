@@ -2,36 +2,42 @@
 
 #include <cmath>
 
+#include "fathom/autograd/ops.h"
 #include "fathom/optim/clip.h"
 
 namespace fathom::optim {
 
-GradScaler::GradScaler(GradScalerOptions o) : o_(o), enabled_(o.enabled), scale_(o.init_scale) {
-  FATHOM_CHECK(o.init_scale > 0 && std::isfinite(o.init_scale), "GradScaler: init_scale must be a "
-               "positive finite number, got ", o.init_scale);
-  FATHOM_CHECK(o.growth_factor > 1, "GradScaler: growth_factor must be > 1, got ", o.growth_factor);
-  FATHOM_CHECK(o.backoff_factor > 0 && o.backoff_factor < 1,
-               "GradScaler: backoff_factor must be in (0, 1), got ", o.backoff_factor);
-  FATHOM_CHECK(o.growth_interval > 0, "GradScaler: growth_interval must be > 0, got ", o.growth_interval);
-  FATHOM_CHECK(o.min_scale > 0 && o.min_scale <= o.init_scale,
-               "GradScaler: min_scale must be in (0, init_scale], got ", o.min_scale);
+GradScaler::GradScaler(const GradScalerOptions& o) : o_(o), enabled_(o.enabled()), scale_(o.init_scale()) {
+  FATHOM_CHECK(o.init_scale() > 0 && std::isfinite(o.init_scale()), "GradScaler: init_scale must be a "
+               "positive finite number, got ", o.init_scale());
+  FATHOM_CHECK(o.growth_factor() > 1, "GradScaler: growth_factor must be > 1, got ", o.growth_factor());
+  FATHOM_CHECK(o.backoff_factor() > 0 && o.backoff_factor() < 1,
+               "GradScaler: backoff_factor must be in (0, 1), got ", o.backoff_factor());
+  FATHOM_CHECK(o.growth_interval() > 0, "GradScaler: growth_interval must be > 0, got ", o.growth_interval());
+  FATHOM_CHECK(o.min_scale() > 0 && o.min_scale() <= o.init_scale(),
+               "GradScaler: min_scale must be in (0, init_scale], got ", o.min_scale());
+}
+
+Tensor GradScaler::scale(const Tensor& loss) const {
+  FATHOM_CHECK(loss.defined(), "GradScaler::scale: the loss is undefined");
+  return enabled_ ? loss * scale_ : loss;
 }
 
 bool GradScaler::step(Optimizer& opt, double max_norm) {
-  double s = scale();
+  double s = get_scale();
   double norm = grad_norm(opt.gradients()) / s;
   last_norm_ = norm;
   if (!std::isfinite(norm)) {
     ++skipped_;
     growth_tracker_ = 0;
-    if (enabled_) scale_ = std::max(o_.min_scale, scale_ * o_.backoff_factor);
+    if (enabled_) scale_ = std::max(o_.min_scale(), scale_ * o_.backoff_factor());
     return false;
   }
   double coef = max_norm > 0 ? clip_coefficient(norm, max_norm) : 1.0;
   opt.step(coef / s);
-  if (enabled_ && ++growth_tracker_ >= o_.growth_interval) {
+  if (enabled_ && ++growth_tracker_ >= o_.growth_interval()) {
     // Growing past f32's range would turn every scaled loss into inf.
-    scale_ = std::min(scale_ * o_.growth_factor, 1e30);
+    scale_ = std::min(scale_ * o_.growth_factor(), 1e30);
     growth_tracker_ = 0;
   }
   return true;

@@ -1,28 +1,65 @@
 #include "fathom/optim/optimizer.h"
 
-#include <set>
+#include <cstdio>
+#include <sstream>
+#include <typeinfo>
 
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 
 namespace fathom::optim {
 
-Optimizer::Optimizer(NamedParams params, double lr) : kind_("optimizer"), lr_(lr), params_(std::move(params)) {
-  FATHOM_CHECK(lr >= 0, "optimizer: learning rate must be >= 0, got ", lr);
-  std::set<std::string> seen;
-  for (const auto& [name, p] : params_) {
-    FATHOM_CHECK(p.defined() && is_floating(p.dtype()), "optimizer: parameter '", name,
-                 "' must be a floating-point tensor, got ", p.desc());
-    FATHOM_CHECK(p.is_contiguous(), "optimizer: parameter '", name, "' ", p.desc(),
-                 " is not contiguous");
-    FATHOM_CHECK(seen.insert(name).second, "optimizer: parameter name '", name, "' appears twice");
-  }
-  state_.resize(params_.size());
+namespace {
+
+std::vector<ParamGroup> one_group(NamedParams params) {
+  std::vector<ParamGroup> g;
+  g.emplace_back(std::move(params));
+  return g;
 }
 
-void Optimizer::set_lr(double lr) {
-  FATHOM_CHECK(lr >= 0, kind_, ": learning rate must be >= 0, got ", lr);
-  lr_ = lr;
+// FNV-1a over the group's names, so a state saved with another grouping is refused. Kept to
+// 53 bits: integer tensors round-trip through double.
+int64_t names_hash(const NamedParams& params) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& [n, p] : params) {
+    for (char c : n + '\0') h = (h ^ uint8_t(c)) * 1099511628211ull;
+  }
+  return int64_t(h >> 11);
+}
+
+std::string group_key(size_t g, const char* field) {
+  return "param_groups." + std::to_string(g) + "." + field;
+}
+
+}  // namespace
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, const OptimizerOptions& defaults)
+    : kind_(defaults.optimizer()), defaults_(defaults.clone()), groups_(std::move(groups)) {
+  defaults_->check(kind_);
+  std::map<std::string, size_t> seen;  // name -> group
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    ParamGroup& g = groups_[gi];
+    std::string where = kind_ + " param group " + std::to_string(gi);
+    if (!g.options_) {
+      g.options_ = defaults_->clone();
+    } else {
+      FATHOM_CHECK(typeid(*g.options_) == typeid(*defaults_), where, " has ", g.options_->optimizer(),
+                   " options; give it ", kind_, "Options");
+      g.options_->inherit(*defaults_);
+      g.options_->check(where);
+    }
+    for (const auto& [name, p] : g.params_) {
+      FATHOM_CHECK(p.defined() && is_floating(p.dtype()), kind_, ": parameter '", name,
+                   "' must be a floating-point tensor, got ", p.desc());
+      FATHOM_CHECK(p.is_contiguous(), kind_, ": parameter '", name, "' ", p.desc(), " is not contiguous");
+      auto [it, fresh] = seen.emplace(name, gi);
+      FATHOM_CHECK(fresh, kind_, ": parameter '", name, "' appears twice (in param group ", it->second,
+                   " and param group ", gi, "); each parameter belongs to one group");
+      params_.push_back({name, p});
+      group_of_.push_back(gi);
+    }
+  }
+  state_.resize(params_.size());
 }
 
 void Optimizer::zero_grad() {
@@ -50,8 +87,9 @@ std::vector<Tensor> Optimizer::gradients() const {
 }
 
 void Optimizer::step(double grad_scale) {
-  // Slots grouped by their step count, so each group is one fused call (usually one group).
-  std::map<int64_t, std::vector<ParamSlot>> groups;
+  // Slots batched by (group, step count), so each batch is one fused call with one set of
+  // hyperparameters (usually one batch per group).
+  std::map<std::pair<size_t, int64_t>, std::vector<ParamSlot>> batches;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i].second;
     State& s = state_[i];
@@ -59,14 +97,37 @@ void Optimizer::step(double grad_scale) {
     if (!g.defined()) continue;
     FATHOM_CHECK(g.shape() == p.shape() && g.device() == p.device(), kind_, ": gradient ",
                  g.desc(), " does not fit parameter '", params_[i].first, "' ", p.desc());
+    const OptimizerOptions& o = *groups_[group_of_[i]].options_;
     if (s.step == 0) {
       if (is_half(p.dtype())) s.master = ops::to(p, DType::f32);
-      init_state(s, p);
+      init_state(s, p, o);
     }
-    groups[++s.step].push_back({p, ops::contiguous(g), s.master, s.exp_avg, s.exp_avg_sq});
+    batches[{group_of_[i], ++s.step}].push_back({p, ops::contiguous(g), s.master, s.exp_avg, s.exp_avg_sq});
   }
   ++step_count_;
-  for (const auto& [step, slots] : groups) update(slots, step, grad_scale);
+  for (const auto& [key, slots] : batches) update(slots, key.second, grad_scale, *groups_[key.first].options_);
+  if (unused_warning_.empty()) warn_unused();
+}
+
+void Optimizer::warn_unused() {
+  // A parameter that never stepped has had no gradient in any step (a step skipped by the loss
+  // scaler never reaches here). Frozen ones (requires_grad false, no grad source) are meant so.
+  std::vector<std::string> names;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (state_[i].step == 0 && (params_[i].second.requires_grad() || state_[i].grad_source.defined()))
+      names.push_back(params_[i].first);
+  if (names.empty()) return;
+  std::ostringstream m;
+  m << kind_ << ": " << names.size() << " of " << params_.size() << " parameters have received no "
+    << "gradient in any of the " << step_count_ << " step(s) so far, so they are not being trained: ";
+  for (size_t i = 0; i < names.size() && i < 5; ++i) m << (i ? ", '" : "'") << names[i] << "'";
+  if (names.size() > 5) m << " and " << names.size() - 5 << " more";
+  m << ". If they are meant to stay fixed, call requires_grad_(false) on them or leave them out of "
+       "the optimizer; if they should train, check that the loss depends on them; under "
+       "DistributedDataParallel with bf16/f16 parameters, call ddp.attach(optimizer) so the "
+       "optimizer reads DDP's f32 gradients.";
+  unused_warning_ = m.str();
+  std::fprintf(stderr, "fathom: warning: %s\n", unused_warning_.c_str());
 }
 
 std::map<std::string, Tensor> Optimizer::state_dict() const {
@@ -79,6 +140,12 @@ std::map<std::string, Tensor> Optimizer::state_dict() const {
     if (s.exp_avg_sq.defined()) out[n + ".exp_avg_sq"] = s.exp_avg_sq;
     if (s.step) out[n + ".step"] = from_vector(std::vector<int64_t>{s.step}, {});
   }
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    std::vector<double> v;
+    for (const auto& [k, x] : groups_[g].options_->fields()) v.push_back(x);
+    out[group_key(g, "options")] = from_vector(v, {int64_t(v.size())}, DType::f64);
+    out[group_key(g, "params")] = from_vector(std::vector<int64_t>{names_hash(groups_[g].params_)}, {});
+  }
   out["step"] = from_vector(std::vector<int64_t>{step_count_}, {});
   return out;
 }
@@ -87,8 +154,31 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
   auto step_it = state.find("step");
   FATHOM_CHECK(step_it != state.end() && step_it->second.numel() == 1, kind_,
                ": state has no 'step' entry");
-  std::vector<State> next(params_.size());
   size_t used = 1;
+  // Groups first: their options must match this optimizer's, except lr, which is restored.
+  std::vector<double> lrs;
+  FATHOM_CHECK(!state.count(group_key(groups_.size(), "options")), kind_, ": the state has more "
+               "param groups than this optimizer's ", groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    auto opt_it = state.find(group_key(g, "options"));
+    auto names_it = state.find(group_key(g, "params"));
+    FATHOM_CHECK(opt_it != state.end() && names_it != state.end(), kind_, ": state has no '",
+                 group_key(g, "options"), "'/'", group_key(g, "params"), "' entries; this optimizer has ",
+                 groups_.size(), " param groups");
+    FATHOM_CHECK(names_it->second.numel() == 1 && names_it->second.item<int64_t>() == names_hash(groups_[g].params_),
+                 kind_, ": param group ", g, " of the state holds other parameters than this optimizer's");
+    auto fields = groups_[g].options_->fields();
+    std::vector<double> saved = to_vector(opt_it->second);
+    FATHOM_CHECK(saved.size() == fields.size(), kind_, ": state's param group ", g, " has ",
+                 saved.size(), " options, expected ", fields.size());
+    for (size_t k = 1; k < fields.size(); ++k)
+      FATHOM_CHECK(saved[k] == fields[k].second, kind_, ": param group ", g, " option ", fields[k].first,
+                   " is ", saved[k], " in the state but ", fields[k].second, " in this optimizer");
+    FATHOM_CHECK(saved[0] >= 0, kind_, ": state's param group ", g, " lr ", saved[0], " is negative");
+    lrs.push_back(saved[0]);
+    used += 2;
+  }
+  std::vector<State> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [n, p] = params_[i];
     auto take = [&](const char* field, Tensor& into) {
@@ -112,45 +202,64 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
     next[i].grad_source = state_[i].grad_source;
   }
   FATHOM_CHECK(used == state.size(), kind_, ": state has ", state.size() - used,
-               " entries that match no parameter of this optimizer");
+               " entries that match no parameter or param group of this optimizer");
   state_ = std::move(next);
   step_count_ = step_it->second.item<int64_t>();
+  for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options_->set_lr(lrs[g]);
 }
 
-SGD::SGD(NamedParams params, SGDOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
-  kind_ = "SGD";
-  FATHOM_CHECK(o.momentum >= 0, "SGD: momentum must be >= 0, got ", o.momentum);
-  FATHOM_CHECK(o.weight_decay >= 0, "SGD: weight_decay must be >= 0, got ", o.weight_decay);
-  FATHOM_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
-               "SGD: nesterov needs momentum > 0 and dampening 0");
-}
+namespace {
 
-void SGD::init_state(State& s, const Tensor& p) {
-  if (o_.momentum != 0) s.exp_avg = zeros(p.shape(), {DType::f32, p.device()});
-}
-
-void SGD::update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale) {
-  ops::sgd_step(slots, {lr_, o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov, step == 1,
+void sgd_update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale, const SGDOptions& o) {
+  ops::sgd_step(slots, {o.lr(), o.momentum(), o.dampening(), o.weight_decay(), o.nesterov(), step == 1,
                         grad_scale});
 }
 
-Adam::Adam(NamedParams params, AdamOptions o, bool decoupled)
-    : Optimizer(std::move(params), o.lr), o_(o), decoupled_(decoupled) {
-  kind_ = decoupled ? "AdamW" : "Adam";
-  FATHOM_CHECK(o.beta1 >= 0 && o.beta1 < 1, kind_, ": beta1 must be in [0, 1), got ", o.beta1);
-  FATHOM_CHECK(o.beta2 >= 0 && o.beta2 < 1, kind_, ": beta2 must be in [0, 1), got ", o.beta2);
-  FATHOM_CHECK(o.eps >= 0, kind_, ": eps must be >= 0, got ", o.eps);
-  FATHOM_CHECK(o.weight_decay >= 0, kind_, ": weight_decay must be >= 0, got ", o.weight_decay);
+template <class O>
+void adam_update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale, const O& o,
+                 bool decoupled) {
+  ops::adam_step(slots, {o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()), o.eps(),
+                         o.weight_decay(), decoupled, step, grad_scale});
 }
 
-void Adam::init_state(State& s, const Tensor& p) {
-  s.exp_avg = zeros(p.shape(), {DType::f32, p.device()});
-  s.exp_avg_sq = zeros(p.shape(), {DType::f32, p.device()});
+void adam_state(Tensor& exp_avg, Tensor& exp_avg_sq, const Tensor& p) {
+  exp_avg = zeros(p.shape(), {DType::f32, p.device()});
+  exp_avg_sq = zeros(p.shape(), {DType::f32, p.device()});
 }
 
-void Adam::update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale) {
-  ops::adam_step(slots, {lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, decoupled_, step,
-                         grad_scale});
+}  // namespace
+
+SGD::SGD(NamedParams params, const SGDOptions& d) : SGD(one_group(std::move(params)), d) {}
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& d) : Optimizer(std::move(groups), d) {}
+
+void SGD::init_state(State& s, const Tensor& p, const OptimizerOptions& o) {
+  if (static_cast<const SGDOptions&>(o).momentum() != 0) s.exp_avg = zeros(p.shape(), {DType::f32, p.device()});
+}
+
+void SGD::update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale, const OptimizerOptions& o) {
+  sgd_update(slots, step, grad_scale, static_cast<const SGDOptions&>(o));
+}
+
+Adam::Adam(NamedParams params, const AdamOptions& d) : Adam(one_group(std::move(params)), d) {}
+Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& d) : Optimizer(std::move(groups), d) {}
+
+void Adam::init_state(State& s, const Tensor& p, const OptimizerOptions&) {
+  adam_state(s.exp_avg, s.exp_avg_sq, p);
+}
+
+void Adam::update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale, const OptimizerOptions& o) {
+  adam_update(slots, step, grad_scale, static_cast<const AdamOptions&>(o), false);
+}
+
+AdamW::AdamW(NamedParams params, const AdamWOptions& d) : AdamW(one_group(std::move(params)), d) {}
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& d) : Optimizer(std::move(groups), d) {}
+
+void AdamW::init_state(State& s, const Tensor& p, const OptimizerOptions&) {
+  adam_state(s.exp_avg, s.exp_avg_sq, p);
+}
+
+void AdamW::update(const std::vector<ParamSlot>& slots, int64_t step, double grad_scale, const OptimizerOptions& o) {
+  adam_update(slots, step, grad_scale, static_cast<const AdamWOptions&>(o), true);
 }
 
 }  // namespace fathom::optim

@@ -88,33 +88,32 @@ int main(int argc, char** argv) {
                     .compressor(comm::make_compressor(flags.str("compress")))
                     .trace_path(flags.str("trace"));
     parallel::DistributedDataParallel ddp(model, info.world, dopt);
-    optim::AdamW opt(model->named_parameters(), {.lr = lr, .weight_decay = wd});
+    optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(lr).weight_decay(wd));
     ddp.attach(opt);
-    optim::GradScaler scaler({.enabled = dt == DType::f16});
+    optim::GradScaler scaler(optim::GradScalerOptions().enabled(dt == DType::f16));
 
     data::DataLoader loader(train_set, data::DataLoaderOptions(batch).seed(uint64_t(flags.i64("seed"))).rank(rank).world(world));
     int64_t steps_per_epoch = loader.batches_per_epoch(), total = epochs * steps_per_epoch;
-    auto sched = schedule == "cosine" ? optim::LRSchedule::cosine(lr, total)
-                                      : optim::LRSchedule::constant(lr);
+    std::unique_ptr<optim::LRScheduler> sched;
+    if (schedule == "cosine") sched = std::make_unique<optim::CosineLR>(opt, 0, total);
+    else sched = std::make_unique<optim::ConstantLR>(opt);
     if (talk)
       std::printf("fashion_mnist: %d rank(s), global batch %lld (%lld per rank), %lld steps/epoch, "
                   "%s on %s, compression %s\n", world, (long long)batch, (long long)(batch / world),
                   (long long)steps_per_epoch, dtype_name(dt), dev.str().c_str(),
                   dopt.compressor() ? dopt.compressor()->name().c_str() : "none");
 
-    int64_t step = 0;
     for (int64_t ep = 1; ep <= epochs; ++ep) {
       auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0, window_loss = 0;
       uint64_t bytes = 0, bytes_plain = 0;
-      for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
+      for (int64_t b = 0; b < steps_per_epoch; ++b) {
         auto [images, labels] = loader.next();
         Tensor x = images.to(dev).to(dt);
         Tensor y = labels.to(dev);
-        opt.set_lr(sched.at(step));
         opt.zero_grad();
         Tensor loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
-        (scaler.scale() == 1.0 ? loss : loss * scaler.scale()).backward();
+        scaler.scale(loss).backward();
         scaler.step(opt);
         double l = loss.item<double>();
         loss_sum += l;
@@ -124,10 +123,11 @@ int main(int argc, char** argv) {
         if (log_every > 0 && (b + 1) % log_every == 0 && talk) {
           std::printf("  epoch %lld step %5lld/%lld  loss %.4f  lr %.2e  %.0f samples/s\n", (long long)ep,
                       (long long)(b + 1), (long long)steps_per_epoch, window_loss / double(log_every),
-                      opt.lr(), double((b + 1) * batch) / seconds_since(t0));
+                      sched->last_lr()[0], double((b + 1) * batch) / seconds_since(t0));
           std::fflush(stdout);
           window_loss = 0;
         }
+        sched->step();
       }
       double dt_s = seconds_since(t0);
       // The epoch's loss averaged over every rank's shard.
@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
         if (world > 1)
           std::printf(" bytes_per_step=%.0f (%.1f%% of uncompressed)", double(bytes) / double(steps_per_epoch),
                       100.0 * double(bytes) / double(std::max<uint64_t>(bytes_plain, 1)));
-        if (dt == DType::f16) std::printf(" skipped_steps=%lld loss_scale=%.0f", (long long)scaler.skipped_steps(), scaler.scale());
+        if (dt == DType::f16) std::printf(" skipped_steps=%lld loss_scale=%.0f", (long long)scaler.skipped_steps(), scaler.get_scale());
         std::printf("\n");
         std::fflush(stdout);
       }

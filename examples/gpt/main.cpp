@@ -11,7 +11,7 @@
 #include "fathom/data/text.h"
 #include "fathom/optim/clip.h"
 #include "fathom/optim/grad_scaler.h"
-#include "fathom/optim/schedule.h"
+#include "fathom/optim/scheduler.h"
 
 using namespace fathom;
 
@@ -69,10 +69,13 @@ int main(int argc, char** argv) {
     auto model = std::make_shared<nn::GPT>(cfg, &init_gen);
     model->to(dev);
     model->to(dt);
-    optim::AdamW opt(model->named_parameters(), {.lr = flags.f64("lr"), .weight_decay = 0.1});
-    optim::GradScaler scaler({.enabled = dt == DType::f16});
-    auto sched = optim::LRSchedule::cosine(flags.f64("lr"), steps,
-                                           std::min(flags.i64("warmup"), steps - 1), flags.f64("lr") / 10);
+    // As GPT-2/nanoGPT: matrices (and embeddings) decay; biases and LayerNorm weights (dim < 2) do not.
+    optim::NamedParams decay, no_decay;
+    for (auto& [name, t] : model->named_parameters()) (t.dim() >= 2 ? decay : no_decay).push_back({name, t});
+    optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay, optim::AdamWOptions().weight_decay(0))},
+                     optim::AdamWOptions(flags.f64("lr")).weight_decay(0.1));
+    optim::GradScaler scaler(optim::GradScalerOptions().enabled(dt == DType::f16));
+    optim::CosineLR sched(opt, std::min(flags.i64("warmup"), steps - 1), steps, flags.f64("lr") / 10);
     std::printf("gpt: %s, %lld parameters, B=%lld T=%lld, %s on %s, corpus '%s' (%lld bytes, "
                 "unigram entropy %.3f nats)\n", flags.str("config").c_str(),
                 (long long)model->num_parameters(), (long long)B, (long long)T, dtype_name(dt),
@@ -83,22 +86,22 @@ int main(int argc, char** argv) {
     double window = 0;
     for (int64_t step = 0; step < steps; ++step) {
       auto [x, y] = text.batch(B, T, batch_gen);
-      opt.set_lr(sched.at(step));
       opt.zero_grad();
       Tensor loss = model->forward(x.to(dev), y.to(dev));
-      (scaler.scale() == 1.0 ? loss : loss * scaler.scale()).backward();
+      scaler.scale(loss).backward();
       scaler.step(opt, flags.f64("clip"));
       window += loss.item<double>();
       if ((step + 1) % log_every == 0 || step + 1 == steps) {
         int64_t n = (step + 1) % log_every ? (step + 1) % log_every : log_every;
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("step %5lld/%lld  loss %.4f  lr %.2e  norm %.3f  %.0f tokens/s\n",
-                    (long long)(step + 1), (long long)steps, window / double(n), opt.lr(),
+                    (long long)(step + 1), (long long)steps, window / double(n), sched.last_lr()[0],
                     scaler.last_grad_norm(), double(n * B * T) / s);
         std::fflush(stdout);
         window = 0;
         t0 = std::chrono::steady_clock::now();
       }
+      sched.step();
     }
     if (flags.i64("sample") > 0) {
       std::string prompt = "\n";

@@ -11,9 +11,9 @@ using namespace fathom::testing;
 TEST_CASE("GradScaler: an inf skips the step, leaves state untouched, backs off", "[optim]") {
   Tensor w = from_vector(std::vector<double>{1.0, 2.0}, {2});
   Tensor g = zeros({2});
-  optim::AdamW opt({{"w", w}}, {.lr = 0.1});
+  optim::AdamW opt({{"w", w}}, optim::AdamWOptions(0.1));
   opt.set_grad_source("w", g);
-  optim::GradScaler scaler({.init_scale = 1024, .growth_interval = 3});
+  optim::GradScaler scaler(optim::GradScalerOptions().init_scale(1024).growth_interval(3));
 
   // Gradients arrive multiplied by the scale; the step must see them unscaled.
   ops::copy_(g, from_vector(std::vector<double>{0.5 * 1024, -0.25 * 1024}, {2}));
@@ -26,7 +26,7 @@ TEST_CASE("GradScaler: an inf skips the step, leaves state untouched, backs off"
 
   ops::copy_(g, from_vector(std::vector<double>{std::numeric_limits<double>::infinity(), 1}, {2}));
   CHECK_FALSE(scaler.step(opt));
-  CHECK(scaler.scale() == 512);
+  CHECK(scaler.get_scale() == 512);
   CHECK(scaler.skipped_steps() == 1);
   CHECK(to_vector(w) == w1);
   auto st2 = opt.state_dict();
@@ -36,37 +36,37 @@ TEST_CASE("GradScaler: an inf skips the step, leaves state untouched, backs off"
 
   ops::copy_(g, from_vector(std::vector<double>{std::nan(""), 1}, {2}));
   CHECK_FALSE(scaler.step(opt));
-  CHECK(scaler.scale() == 256);
+  CHECK(scaler.get_scale() == 256);
 
   // Three clean steps grow the scale back by 2.
   for (int i = 0; i < 3; ++i) {
     ops::copy_(g, from_vector(std::vector<double>{256, 256}, {2}));
     CHECK(scaler.step(opt));
   }
-  CHECK(scaler.scale() == 512);
+  CHECK(scaler.get_scale() == 512);
   CHECK(scaler.clean_steps() == 0);
 
   auto saved = scaler.state_dict();
   optim::GradScaler other;
   other.load_state_dict(saved);
-  CHECK(other.scale() == 512);
+  CHECK(other.get_scale() == 512);
   CHECK(other.skipped_steps() == 2);
 }
 
 TEST_CASE("GradScaler: backoff stops at min_scale; disabled scaler still clips", "[optim]") {
   Tensor w = zeros({1}), g = full({1}, std::numeric_limits<double>::infinity());
-  optim::SGD opt({{"w", w}}, {.lr = 1.0});
+  optim::SGD opt({{"w", w}}, optim::SGDOptions(1.0));
   opt.set_grad_source("w", g);
-  optim::GradScaler s({.init_scale = 4, .min_scale = 1});
+  optim::GradScaler s(optim::GradScalerOptions().init_scale(4).min_scale(1));
   for (int i = 0; i < 5; ++i) CHECK_FALSE(s.step(opt));
-  CHECK(s.scale() == 1);
+  CHECK(s.get_scale() == 1);
 
-  optim::GradScaler off({.enabled = false});
+  optim::GradScaler off(optim::GradScalerOptions().enabled(false));
   ops::fill_(g, 10.0);
   CHECK(off.step(opt, /*max_norm=*/2.0));
   CHECK(w.item<float>() == Approx(-2.0).epsilon(1e-5));  // clipped to norm 2, lr 1
-  CHECK(off.scale() == 1);
-  CHECK_THROWS_WITH(optim::GradScaler({.backoff_factor = 2}), Catch::Contains("backoff_factor"));
+  CHECK(off.get_scale() == 1);
+  CHECK_THROWS_WITH(optim::GradScaler(optim::GradScalerOptions().backoff_factor(2)), Catch::Contains("backoff_factor"));
 }
 
 TEST_CASE("clip_grad_norm_ scales gradients to max_norm", "[optim]") {

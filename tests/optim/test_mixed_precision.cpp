@@ -69,13 +69,13 @@ TEST_CASE("fused AdamW, Adam and SGD with clipping equal the unfused reference o
       ref.v.push_back(std::vector<float>(size_t(w.numel())));
     }
     std::unique_ptr<optim::Optimizer> opt;
-    if (algo == 0) opt = std::make_unique<optim::AdamW>(params, optim::AdamWOptions{.lr = 1e-2, .weight_decay = 0.1});
-    if (algo == 1) opt = std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = 1e-2, .weight_decay = 0.1});
+    if (algo == 0) opt = std::make_unique<optim::AdamW>(params, optim::AdamWOptions(1e-2).weight_decay(0.1));
+    if (algo == 1) opt = std::make_unique<optim::Adam>(params, optim::AdamOptions(1e-2).weight_decay(0.1));
     if (algo >= 2)
-      opt = std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = 1e-2, .momentum = 0.9,
-                                                                   .weight_decay = 1e-3, .nesterov = algo == 3});
+      opt = std::make_unique<optim::SGD>(
+          params, optim::SGDOptions(1e-2).momentum(0.9).weight_decay(1e-3).nesterov(algo == 3));
     for (size_t p = 0; p < params.size(); ++p) opt->set_grad_source(params[p].first, grads[p]);
-    optim::GradScaler clipper({.enabled = false});
+    optim::GradScaler clipper(optim::GradScalerOptions().enabled(false));
     const double max_norm = 150.0;  // the norm of these gradients is about 320: most steps clip
     int clipped = 0;
     for (int64_t t = 1; t <= 100; ++t) {
@@ -132,8 +132,8 @@ TEST_CASE("a bf16 MLP trains with f32 master weights", "[optim]") {
   auto [x, y] = blobs(512, gen);
   auto model = mlp(kBFloat16, gen);
   for (auto& [name, p] : model->named_parameters()) REQUIRE(p.dtype() == kBFloat16);
-  optim::AdamW opt(model->named_parameters(), {.lr = 1e-2});
-  optim::GradScaler scaler({.enabled = false});
+  optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(1e-2));
+  optim::GradScaler scaler(optim::GradScalerOptions().enabled(false));
   double first = 0, last = 0;
   for (int step = 0; step < 150; ++step) {
     opt.zero_grad();
@@ -153,7 +153,7 @@ TEST_CASE("f16 training with loss scaling survives an overflowing gradient", "[o
   Generator gen(8);
   auto [x, y] = blobs(512, gen);
   auto model = mlp(kFloat16, gen);
-  optim::AdamW opt(model->named_parameters(), {.lr = 1e-2});
+  optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(1e-2));
   optim::GradScaler scaler;  // 2^16, as PyTorch
   double first = 0, last = 0;
   for (int step = 0; step < 150; ++step) {
@@ -161,14 +161,14 @@ TEST_CASE("f16 training with loss scaling survives an overflowing gradient", "[o
     Tensor loss = cross_entropy(model->forward(x.to(kFloat16)).to(kFloat32), y);
     // Step 40 blows the scaled loss up far past f16's range (65504): its gradients overflow.
     double boost = step == 40 ? 1e8 : 1.0;
-    (loss * (scaler.scale() * boost)).backward();
+    (boost == 1.0 ? scaler.scale(loss) : loss * (scaler.get_scale() * boost)).backward();
     auto before = to_vector(model->named_parameters()[0].second);
     auto state_before = opt.state_dict();
-    double scale_before = scaler.scale();
+    double scale_before = scaler.get_scale();
     bool stepped = scaler.step(opt);
     if (step == 40) {
       CHECK_FALSE(stepped);
-      CHECK(scaler.scale() == scale_before / 2);
+      CHECK(scaler.get_scale() == scale_before / 2);
       CHECK(to_vector(model->named_parameters()[0].second) == before);
       auto state_after = opt.state_dict();
       CHECK(to_vector(state_after["0.weight.exp_avg"]) == to_vector(state_before["0.weight.exp_avg"]));

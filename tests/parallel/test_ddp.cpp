@@ -70,11 +70,11 @@ void split_batch_matches_whole(Device dev, int variant) {
   REQUIRE(before.size() > 1);
   std::unique_ptr<optim::Optimizer> opt, opt_ref;
   if (adam) {
-    opt = std::make_unique<optim::AdamW>(model->named_parameters(), optim::AdamWOptions{.lr = 0.01});
-    opt_ref = std::make_unique<optim::AdamW>(ref->named_parameters(), optim::AdamWOptions{.lr = 0.01});
+    opt = std::make_unique<optim::AdamW>(model->named_parameters(), optim::AdamWOptions(0.01));
+    opt_ref = std::make_unique<optim::AdamW>(ref->named_parameters(), optim::AdamWOptions(0.01));
   } else {
-    opt = std::make_unique<optim::SGD>(model->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
-    opt_ref = std::make_unique<optim::SGD>(ref->named_parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+    opt = std::make_unique<optim::SGD>(model->named_parameters(), optim::SGDOptions(0.1).momentum(0.9));
+    opt_ref = std::make_unique<optim::SGD>(ref->named_parameters(), optim::SGDOptions(0.1).momentum(0.9));
   }
   ddp.attach(*opt);
   for (int64_t s = 0; s < 10; ++s) {
@@ -129,8 +129,8 @@ TEST_CASE("DDP no_sync accumulation equals one process on the bigger batch", "[p
   int r = pg->rank(), w = pg->size();
   auto model = std::make_shared<Net>(3), ref = std::make_shared<Net>(3);
   parallel::DistributedDataParallel ddp(model, pg);
-  optim::SGD opt(model->named_parameters(), {.lr = 0.05});
-  optim::SGD opt_ref(ref->named_parameters(), {.lr = 0.05});
+  optim::SGD opt(model->named_parameters(), optim::SGDOptions(0.05));
+  optim::SGD opt_ref(ref->named_parameters(), optim::SGDOptions(0.05));
   uint64_t bytes_before = pg->stats()[comm::OpKind::allreduce].bytes;
   for (int64_t s = 0; s < 3; ++s) {
     auto [x1, y1] = global_batch(2 * s);
@@ -166,8 +166,8 @@ TEST_CASE("DDP: a parameter without gradient is an error naming it, unless allow
   auto model = std::make_shared<Net>(5, true), ref = std::make_shared<Net>(5, true);
   auto o = parallel::DDPOptions().find_unused_parameters(true);
   parallel::DistributedDataParallel ddp(model, pg, o);
-  optim::SGD opt(model->named_parameters(), {.lr = 0.1});
-  optim::SGD opt_ref(ref->named_parameters(), {.lr = 0.1});
+  optim::SGD opt(model->named_parameters(), optim::SGDOptions(0.1));
+  optim::SGD opt_ref(ref->named_parameters(), optim::SGDOptions(0.1));
   for (int s = 0; s < 3; ++s) {
     auto [xs, ys] = global_batch(s);
     opt.zero_grad();
@@ -188,7 +188,7 @@ TEST_CASE("DDP with 2:4 compression: bytes on the wire match the formula", "[par
     auto o = parallel::DDPOptions().bucket_cap_mb(0.0004).first_bucket_cap_mb(0.0004).compressor(
         std::make_shared<comm::Sparse24Compressor>(wire));
     parallel::DistributedDataParallel ddp(model, pg, o);
-    optim::SGD opt(model->named_parameters(), {.lr = 0.1});
+    optim::SGD opt(model->named_parameters(), optim::SGDOptions(0.1));
     ddp.attach(opt);
     for (int s = 0; s < 3; ++s) {
       auto [x, y] = global_batch(s);
@@ -223,7 +223,7 @@ TEST_CASE("DDP with bf16 parameters trains the same with and without attach", "[
     auto model = std::make_shared<Net>(11);
     model->to(kBFloat16);
     parallel::DistributedDataParallel ddp(model, pg);
-    optim::AdamW opt(model->named_parameters(), {.lr = 0.01});
+    optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(0.01));
     if (attach) ddp.attach(opt);
     for (int64_t s = 0; s < 20; ++s) {
       auto [x, y] = global_batch(0);
