@@ -8,9 +8,14 @@ namespace fathom {
 namespace indexing {
 
 std::string Slice::str() const {
-  std::string r = start ? std::to_string(*start) : "";
-  r += ":" + (stop ? std::to_string(*stop) : "");
-  if (step != 1) r += ":" + std::to_string(step);
+  std::string r;  // appended piece by piece: GCC 12 warns (-Wrestrict) on "a" + to_string(..)
+  if (start) r += std::to_string(*start);
+  r += ':';
+  if (stop) r += std::to_string(*stop);
+  if (step != 1) {
+    r += ':';
+    r += std::to_string(step);
+  }
   return r;
 }
 
