@@ -90,11 +90,12 @@ Tensor index(const Tensor& x, const std::vector<TensorIndex>& idx) {
                      "(indices ", indices_str(idx), ", x ", x.desc(), ")");
         int64_t n = x.shape()[d];
         int64_t start = resolve_bound(s.start, 0, n), stop = resolve_bound(s.stop, n, n);
-        int64_t len = stop > start ? (stop - start + s.step - 1) / s.step : 0;
+        int64_t len = stop > start ? (stop - start - 1) / s.step + 1 : 0;  // no overflow for huge steps
         // An empty slice keeps the offset where it was: start may be n, one past the end.
         if (len > 0) offset += start * x.strides()[d];
         shape.push_back(len);
-        strides.push_back(x.strides()[d] * s.step);
+        // With one element the stride is never used, and stride * a huge step could overflow.
+        strides.push_back(len > 1 ? x.strides()[d] * s.step : x.strides()[d]);
         ++d;
         break;
       }

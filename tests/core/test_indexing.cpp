@@ -63,6 +63,8 @@ TEST_CASE("index: integers, Ellipsis and None make the same view as select/unsqu
     CHECK(b.index({1, 2, 3}).item<double>() == to_vector(x)[1 * 30 + 2 * 6 + 3]);
     CHECK(b.index({Slice(2, 2)}).shape() == Shape{0, 5, 6});
     CHECK(b.index({Slice(5, None)}).shape() == Shape{0, 5, 6});
+    CHECK(b.index({Slice(1, None, INT64_MAX)}).shape() == Shape{1, 5, 6});
+    CHECK(b.index({Slice(INT64_MIN, INT64_MAX)}).shape() == x.shape());
   }
 }
 
