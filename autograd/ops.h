@@ -5,6 +5,7 @@
 //
 // Comparisons (lt, eq, ...) return bool tensors with no gradient history.
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "fathom/core/ops/nn.h"
@@ -30,6 +31,10 @@ Tensor div(double a, const Tensor& b);
 Tensor maximum(const Tensor& a, const Tensor& b);  // ties split the gradient evenly
 Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor pow(const Tensor& x, double exponent);
+// Both operands differentiable; d/d(exponent) is taken as 0 where the base is 0 and the
+// exponent >= 0 (PyTorch's convention), and is NaN for a negative base.
+Tensor pow(const Tensor& base, const Tensor& exponent);
+Tensor pow(double base, const Tensor& exponent);
 
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
@@ -42,6 +47,16 @@ Tensor sqrt(const Tensor& x);
 Tensor rsqrt(const Tensor& x);
 Tensor abs(const Tensor& x);   // gradient 0 at 0
 Tensor square(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+Tensor log1p(const Tensor& x);  // log(1 + x), accurate near 0
+Tensor expm1(const Tensor& x);  // exp(x) - 1, accurate near 0
+Tensor sign(const Tensor& x);   // -1, 0 or 1 (NaN gives 0); gradient zero everywhere
+// min(max(x, min), max), either bound optional (both missing is an error). The gradient is 1
+// where min <= x <= max and 0 elsewhere, as PyTorch; min > max gives max everywhere.
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
+Tensor clamp_min(const Tensor& x, double min);
+Tensor clamp_max(const Tensor& x, double max);
 
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);

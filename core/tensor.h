@@ -16,6 +16,7 @@
 #include "fathom/core/device.h"
 #include "fathom/core/dtype.h"
 #include "fathom/core/error.h"
+#include "fathom/core/indexing.h"
 #include "fathom/core/storage.h"
 
 namespace fathom {
@@ -111,6 +112,26 @@ class Tensor {
   Tensor contiguous() const;
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
+  Tensor to(Device device, DType dtype) const;  // one conversion, not two
+  Tensor to(TensorOptions options) const { return to(options.device, options.dtype); }
+  Tensor clone() const;  // a fresh contiguous copy; gradients pass straight through
+
+  // Basic indexing (core/indexing.h): x.index({Slice(0, 2), 1, Ellipsis, None}) is a view
+  // sharing x's storage; the gradient flows back into x's shape.
+  Tensor index(const std::vector<indexing::TensorIndex>& indices) const;
+
+  // ---- In place (also in autograd/tensor_methods.cpp) ----
+  // Not recorded in the graph. So that a gradient is never silently wrong, they refuse, while
+  // grad mode is on, to write into a tensor that requires grad or to copy from one; wrap the
+  // write in a NoGradGuard (weight init, optimizer updates) or use an out-of-place op.
+  // Like PyTorch they are const: the handle is not changed, the elements are.
+  const Tensor& copy_(const Tensor& src) const;  // src broadcasts; dtype and device convert
+  const Tensor& fill_(double value) const;
+  const Tensor& zero_() const { return fill_(0.0); }
+  // index(indices) = value: the view written in place (value broadcasts to it).
+  const Tensor& index_put_(const std::vector<indexing::TensorIndex>& indices,
+                           const Tensor& value) const;
+  const Tensor& index_put_(const std::vector<indexing::TensorIndex>& indices, double value) const;
   Tensor sum(const Shape& dims = {}, bool keepdim = false) const;   // {} = all dims
   Tensor mean(const Shape& dims = {}, bool keepdim = false) const;
   Tensor amax(const Shape& dims = {}, bool keepdim = false) const;

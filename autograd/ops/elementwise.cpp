@@ -123,24 +123,60 @@ Tensor pow(const Tensor& x, double p) {
   });
 }
 
-// ---- unary ----
-
-// Which forward value each kernel's backward reads (core/cpu/elementwise.cpp: unary_backward):
-// saving only that one halves what the graph holds on to.
-static bool backward_reads_x(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::log: case UnaryOp::relu: case UnaryOp::gelu: case UnaryOp::abs:
-    case UnaryOp::square: return true;
-    default: return false;
-  }
+// d(a^b)/da = b a^(b-1); d(a^b)/db = a^b log(a), taken as 0 where a == 0 and b >= 0 (PyTorch's
+// convention, instead of the NaN that 0 * log(0) gives).
+static Tensor pow_exponent_grad(const Tensor& g, const Tensor& a, const Tensor& y,
+                                const Tensor& b) {
+  Tensor d = bin(BinaryOp::mul, bin(BinaryOp::mul, g, y), ops::unary(UnaryOp::log, a));
+  // minimum of two bool tensors is their logical and.
+  Tensor at_zero = bin(BinaryOp::minimum, bin(BinaryOp::eq, a, 0.0), bin(BinaryOp::ge, b, 0.0));
+  return ops::masked_fill(d, at_zero, 0.0);
 }
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  Tensor y = bin(BinaryOp::pow, a, b);
+  if (!needs_grad({a, b})) return y;
+  FATHOM_CHECK(is_floating(y.dtype()), "pow: gradients need a floating-point result, got ",
+               y.desc(), " from a ", a.desc(), ", b ", b.desc());
+  bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  DType t = y.dtype();
+  return record("pow", {a, b}, y,
+                [a = saved(a), b = saved(b), y = need_b ? saved(y) : Tensor(), need_a, t](
+                    const Grads& g) -> Grads {
+                  Tensor ac = ops::to(a, t), bc = ops::to(b, t);
+                  Tensor ga, gb;
+                  // Where b == 0 the base's gradient is 0, also at a == 0 (0 * 0^-1 is NaN).
+                  if (need_a)
+                    ga = ops::masked_fill(
+                        bin(BinaryOp::mul, bin(BinaryOp::mul, g[0], bc),
+                            bin(BinaryOp::pow, ac, bin(BinaryOp::sub, bc, 1.0))),
+                        bin(BinaryOp::eq, bc, 0.0), 0.0);
+                  if (y.defined()) gb = pow_exponent_grad(g[0], ac, y, bc);
+                  return {ga, gb};
+                });
+}
+
+Tensor pow(double a, const Tensor& b) {
+  Tensor y = bin(BinaryOp::pow, a, b);
+  if (!needs_grad({b})) return y;
+  return record("pow", {b}, y, [a, b = saved(b), y = saved(y)](const Grads& g) -> Grads {
+    Tensor base = full({}, a, {y.dtype(), y.device()});
+    return {pow_exponent_grad(g[0], base, y, ops::to(b, y.dtype()))};
+  });
+}
+
+// ---- unary ----
 
 static Tensor unary(UnaryOp op, const Tensor& x) {
   Tensor y = ops::unary(op, x);
   if (!needs_grad({x})) return y;
   if (op == UnaryOp::neg)
     return record("neg", {x}, y, [](const Grads& g) -> Grads { return {negate(g[0])}; });
-  bool use_x = backward_reads_x(op);
+  // sign is flat almost everywhere: PyTorch's zero gradient, with nothing saved.
+  if (op == UnaryOp::sign)
+    return record("sign", {x}, y, [](const Grads& g) -> Grads { return {zeros_like(g[0])}; });
+  // Saving only the one value the derivative reads halves what the graph holds on to.
+  bool use_x = ops::unary_backward_reads_x(op);
   return record(op_name(op), {x}, y,
                 [op, sx = use_x ? saved(x) : Tensor(), sy = use_x ? Tensor() : saved(y)](
                     const Grads& g) -> Grads { return {ops::unary_backward(op, g[0], sx, sy)}; });
@@ -157,6 +193,23 @@ Tensor sqrt(const Tensor& x) { return unary(UnaryOp::sqrt, x); }
 Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::rsqrt, x); }
 Tensor abs(const Tensor& x) { return unary(UnaryOp::abs, x); }
 Tensor square(const Tensor& x) { return unary(UnaryOp::square, x); }
+Tensor sin(const Tensor& x) { return unary(UnaryOp::sin, x); }
+Tensor cos(const Tensor& x) { return unary(UnaryOp::cos, x); }
+Tensor log1p(const Tensor& x) { return unary(UnaryOp::log1p, x); }
+Tensor expm1(const Tensor& x) { return unary(UnaryOp::expm1, x); }
+Tensor sign(const Tensor& x) { return unary(UnaryOp::sign, x); }
+
+// ---- clamp ----
+
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
+  Tensor y = ops::clamp(x, min, max);
+  if (!needs_grad({x})) return y;
+  return record("clamp", {x}, y, [x = saved(x), min, max](const Grads& g) -> Grads {
+    return {ops::clamp_backward(g[0], x, min, max)};
+  });
+}
+Tensor clamp_min(const Tensor& x, double min) { return clamp(x, min, std::nullopt); }
+Tensor clamp_max(const Tensor& x, double max) { return clamp(x, std::nullopt, max); }
 
 // ---- comparisons: raw kernels, no history ----
 

@@ -134,6 +134,38 @@ Tensor Tensor::to(Device device) const {
   });
 }
 
+Tensor Tensor::to(Device device, DType dtype) const {
+  if (device == this->device()) return to(dtype);
+  if (dtype == this->dtype()) return to(device);
+  Tensor y = empty(shape(), {dtype, device});
+  ops::copy_(y, *this);  // converts on the source side, then moves the bytes once
+  if (!is_floating(dtype) || !needs_grad({*this})) return y;
+  return record("to", {*this}, y, [from = options()](const Grads& g) -> Grads {
+    Tensor gx = empty(g[0].shape(), from);
+    ops::copy_(gx, g[0]);
+    return {gx};
+  });
+}
+
+Tensor Tensor::clone() const {
+  Tensor y = ops::clone(*this);
+  if (!needs_grad({*this})) return y;
+  return record("clone", {*this}, y, [](const Grads& g) -> Grads { return {g[0]}; });
+}
+
+// The gradient of a view: zeros the size of the base with the view's gradient copied into the
+// same view of them (strided for steps > 1; elements outside the view get 0).
+Tensor Tensor::index(const std::vector<indexing::TensorIndex>& indices) const {
+  Tensor y = ops::index(*this, indices);
+  if (!needs_grad({*this})) return y;
+  return record("index", {*this}, y,
+                [indices, geo = TensorGeometry::of(*this)](const Grads& g) -> Grads {
+                  Tensor gx = zeros(geo.shape, {g[0].dtype(), geo.device});
+                  ops::copy_(ops::index(gx, indices), g[0]);
+                  return {gx};
+                });
+}
+
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   Tensor y = ops::cat(xs, dim);
   if (!needs_grad(xs)) return y;

@@ -149,6 +149,11 @@ void unary(UnaryOp op, const Tensor& x, const Tensor& out) {
       case UnaryOp::rsqrt: return map1<T>(x, out, [](A v) { return A(1) / std::sqrt(v); });
       case UnaryOp::abs: return map1<T>(x, out, [](A v) { return std::abs(v); });
       case UnaryOp::square: return map1<T>(x, out, [](A v) { return v * v; });
+      case UnaryOp::sin: return map1<T>(x, out, [](A v) { return std::sin(v); });
+      case UnaryOp::cos: return map1<T>(x, out, [](A v) { return std::cos(v); });
+      case UnaryOp::log1p: return map1<T>(x, out, [](A v) { return std::log1p(v); });
+      case UnaryOp::expm1: return map1<T>(x, out, [](A v) { return std::expm1(v); });
+      case UnaryOp::sign: return map1<T>(x, out, [](A v) { return A((v > A(0)) - (v < A(0))); });
     }
   });
 }
@@ -187,7 +192,39 @@ void unary_backward(UnaryOp op, const Tensor& gy, const Tensor& x, const Tensor&
       case UnaryOp::rsqrt: return map2_grad<T>(gy, y, gx, [](A g, A v) { return A(-0.5) * g * v * v * v; });
       case UnaryOp::abs: return map2_grad<T>(gy, x, gx, [](A g, A v) { return v > A(0) ? g : v < A(0) ? -g : A(0); });
       case UnaryOp::square: return map2_grad<T>(gy, x, gx, [](A g, A v) { return A(2) * g * v; });
+      case UnaryOp::sin: return map2_grad<T>(gy, x, gx, [](A g, A v) { return g * std::cos(v); });
+      case UnaryOp::cos: return map2_grad<T>(gy, x, gx, [](A g, A v) { return -g * std::sin(v); });
+      case UnaryOp::log1p: return map2_grad<T>(gy, x, gx, [](A g, A v) { return g / (A(1) + v); });
+      // d expm1(x)/dx = exp(x) = y + 1.
+      case UnaryOp::expm1: return map2_grad<T>(gy, y, gx, [](A g, A v) { return g * (v + A(1)); });
+      case UnaryOp::sign: return map2_grad<T>(gy, gy, gx, [](A, A) { return A(0); });
     }
+  });
+}
+
+// ---- clamp ----
+
+// Written as two selects, not std::min/max, so NaN passes through (x < lo is false for NaN).
+void clamp(const Tensor& x, double lo, double hi, const Tensor& out) {
+  dispatch_all(x.dtype(), "clamp", [&]<class T>() {
+    if constexpr (std::is_same_v<T, bool>) {
+      detail::fail("clamp: not supported on bool tensors");
+    } else {
+      using A = acc_t<T>;
+      A l = detail::clamp_bound<A>(lo), h = detail::clamp_bound<A>(hi);
+      map1<T>(x, out, [l, h](A v) {
+        A r = v < l ? l : v;
+        return r > h ? h : r;
+      });
+    }
+  });
+}
+
+void clamp_backward(const Tensor& gy, const Tensor& x, double lo, double hi, const Tensor& gx) {
+  dispatch_float(x.dtype(), "clamp_backward", [&]<class T>() {
+    using A = acc_t<T>;
+    A l = A(lo), h = A(hi);
+    map2_grad<T>(gy, x, gx, [l, h](A g, A v) { return v >= l && v <= h ? g : A(0); });
   });
 }
 

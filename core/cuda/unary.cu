@@ -1,4 +1,5 @@
-// CUDA unary ops and their backward, float dtypes only. Formulas mirror
+// CUDA unary ops and their backward, float dtypes only (clamp, at the end, takes any non-bool
+// dtype). Formulas mirror
 // core/cpu/elementwise.cpp (the reference): GELU is the tanh approximation, rsqrt is 1/sqrt
 // (not the approximate rsqrtf), the derivative of each op is taken in x or y as the CPU does.
 #include "fathom/core/cuda/loops.cuh"
@@ -40,6 +41,11 @@ FATHOM_UNARY(SqrtF, d_sqrt(v))
 FATHOM_UNARY(RsqrtF, A(1) / d_sqrt(v))
 FATHOM_UNARY(AbsF, d_abs(v))
 FATHOM_UNARY(SquareF, v * v)
+FATHOM_UNARY(SinF, d_sin(v))
+FATHOM_UNARY(CosF, d_cos(v))
+FATHOM_UNARY(Log1pF, d_log1p(v))
+FATHOM_UNARY(Expm1F, d_expm1(v))
+FATHOM_UNARY(SignF, A((v > A(0)) - (v < A(0))))
 #undef FATHOM_UNARY
 
 // Backward functors: (grad_y, s) -> grad_x, s being x or y (see unary_backward).
@@ -59,6 +65,11 @@ FATHOM_UNARY_BWD(SqrtB, g / (A(2) * v))
 FATHOM_UNARY_BWD(RsqrtB, A(-0.5) * g * v * v * v)
 FATHOM_UNARY_BWD(AbsB, v > A(0) ? g : v < A(0) ? -g : A(0))
 FATHOM_UNARY_BWD(SquareB, A(2) * g * v)
+FATHOM_UNARY_BWD(SinB, g * d_cos(v))
+FATHOM_UNARY_BWD(CosB, -g * d_sin(v))
+FATHOM_UNARY_BWD(Log1pB, g / (A(1) + v))
+FATHOM_UNARY_BWD(Expm1B, g * (v + A(1)))
+FATHOM_UNARY_BWD(SignB, A(0))
 #undef FATHOM_UNARY_BWD
 
 template <class T, class F>
@@ -103,6 +114,11 @@ void unary(UnaryOp op, const Tensor& x, const Tensor& out) {
       case UnaryOp::rsqrt: return run_unary<T, RsqrtF>(x, out, L);
       case UnaryOp::abs: return run_unary<T, AbsF>(x, out, L);
       case UnaryOp::square: return run_unary<T, SquareF>(x, out, L);
+      case UnaryOp::sin: return run_unary<T, SinF>(x, out, L);
+      case UnaryOp::cos: return run_unary<T, CosF>(x, out, L);
+      case UnaryOp::log1p: return run_unary<T, Log1pF>(x, out, L);
+      case UnaryOp::expm1: return run_unary<T, Expm1F>(x, out, L);
+      case UnaryOp::sign: return run_unary<T, SignF>(x, out, L);
     }
   });
 }
@@ -139,7 +155,64 @@ void unary_backward(UnaryOp op, const Tensor& gy, const Tensor& x, const Tensor&
       case UnaryOp::rsqrt: return run_bwd<T, RsqrtB>(gy, need(y, "y"), gx, L);
       case UnaryOp::abs: return run_bwd<T, AbsB>(gy, need(x, "x"), gx, L);
       case UnaryOp::square: return run_bwd<T, SquareB>(gy, need(x, "x"), gx, L);
+      case UnaryOp::sin: return run_bwd<T, SinB>(gy, need(x, "x"), gx, L);
+      case UnaryOp::cos: return run_bwd<T, CosB>(gy, need(x, "x"), gx, L);
+      case UnaryOp::log1p: return run_bwd<T, Log1pB>(gy, need(x, "x"), gx, L);
+      case UnaryOp::expm1: return run_bwd<T, Expm1B>(gy, need(y, "y"), gx, L);
+      case UnaryOp::sign: return run_bwd<T, SignB>(gy, gy, gx, L);
     }
+  });
+}
+
+// ---- clamp ----
+
+// Two selects as on the CPU: NaN fails both comparisons and passes through.
+template <class T>
+struct ClampG {
+  compute_t<T> lo, hi;
+  __device__ __forceinline__ T operator()(T x) const {
+    compute_t<T> v = to_c(x);
+    v = v < lo ? lo : v;
+    return cvt<T>(v > hi ? hi : v);
+  }
+};
+
+template <class T>
+struct ClampBwdG {
+  compute_t<T> lo, hi;
+  __device__ __forceinline__ T operator()(T g, T x) const {
+    compute_t<T> v = to_c(x);
+    return v >= lo && v <= hi ? g : cvt<T>(compute_t<T>(0));
+  }
+};
+
+void clamp(const Tensor& x, double lo, double hi, const Tensor& out) {
+  FATHOM_CHECK(x.shape() == out.shape() && x.dtype() == out.dtype() && x.dtype() != DType::boolean,
+               "clamp: x ", x.desc(), " and out ", out.desc(),
+               " must have one shape and a non-bool dtype");
+  if (out.numel() == 0) return;
+  Launch L(out);
+  dispatch_all(x.dtype(), "clamp", [&]<class T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      using A = compute_t<T>;
+      ClampG<T> g{fathom::detail::clamp_bound<A>(lo), fathom::detail::clamp_bound<A>(hi)};
+      Map1<T, T, ClampG<T>> m{ptr<T>(out), ptr<const T>(x), g};
+      launch_map("clamp", out.shape(), {&out.strides(), &x.strides()}, m, L);
+    }
+  });
+}
+
+void clamp_backward(const Tensor& gy, const Tensor& x, double lo, double hi, const Tensor& gx) {
+  FATHOM_CHECK(gy.shape() == gx.shape() && x.shape() == gx.shape() && gy.dtype() == gx.dtype() &&
+                   x.dtype() == gx.dtype(),
+               "clamp_backward: grad_y ", gy.desc(), ", x ", x.desc(), ", grad_x ", gx.desc(),
+               " must have one shape and dtype");
+  if (gx.numel() == 0) return;
+  Launch L(gx);
+  dispatch_float(gx.dtype(), "clamp_backward", [&]<class T>() {
+    using A = compute_t<T>;
+    Map2<T, T, T, ClampBwdG<T>> m{ptr<T>(gx), ptr<const T>(gy), ptr<const T>(x), {A(lo), A(hi)}};
+    launch_map("clamp_backward", gx.shape(), {&gx.strides(), &gy.strides(), &x.strides()}, m, L);
   });
 }
 

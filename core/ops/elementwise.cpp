@@ -1,5 +1,8 @@
 #include "fathom/core/ops/elementwise.h"
 
+#include <cmath>
+#include <limits>
+
 #include "fathom/core/backend.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
@@ -8,7 +11,8 @@ namespace fathom {
 
 const char* op_name(UnaryOp op) {
   static const char* names[] = {"neg", "exp", "log", "tanh", "relu", "gelu",
-                                "sigmoid", "sqrt", "rsqrt", "abs", "square"};
+                                "sigmoid", "sqrt", "rsqrt", "abs", "square",
+                                "sin", "cos", "log1p", "expm1", "sign"};
   return names[int(op)];
 }
 
@@ -43,12 +47,57 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   return out;
 }
 
+bool unary_backward_reads_x(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::log: case UnaryOp::relu: case UnaryOp::gelu: case UnaryOp::abs:
+    case UnaryOp::square: case UnaryOp::sin: case UnaryOp::cos: case UnaryOp::log1p:
+      return true;
+    default: return false;
+  }
+}
+
 Tensor unary_backward(UnaryOp op, const Tensor& grad_y, const Tensor& x, const Tensor& y) {
   const Tensor& ref = x.defined() ? x : y;
   FATHOM_CHECK(ref.defined() && grad_y.shape() == ref.shape() && grad_y.dtype() == ref.dtype(),
                op_name(op), "_backward: grad ", grad_y.desc(), " does not match input ", ref.desc());
   Tensor gx = empty(grad_y.shape(), grad_y.options());
   if (gx.numel()) FATHOM_DISPATCH(gx.device(), unary_backward, op, grad_y, x, y, gx);
+  return gx;
+}
+
+// Bounds reach the kernels as doubles with +-inf for "none"; for integer tensors they must be
+// integral so that the comparison in the tensor's type is exact.
+static void check_clamp_bounds(const char* op, const Tensor& x, std::optional<double> lo,
+                               std::optional<double> hi) {
+  FATHOM_CHECK(lo || hi, op, ": at least one of min and max must be given (x ", x.desc(), ")");
+  FATHOM_CHECK(x.dtype() != DType::boolean, op, ": not supported on bool tensors (x ", x.desc(),
+               "); convert with .to(dtype)");
+  for (std::optional<double> b : {lo, hi})
+    FATHOM_CHECK(!b || !std::isnan(*b), op, ": a bound is NaN (x ", x.desc(), ")");
+  if (!is_floating(x.dtype()))
+    for (std::optional<double> b : {lo, hi})
+      FATHOM_CHECK(!b || *b == std::trunc(*b), op, ": bound ", *b, " is not an integer but x is ",
+                   x.desc(), "; convert x to a float dtype first");
+}
+
+static constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi) {
+  check_clamp_bounds("clamp", x, lo, hi);
+  Tensor out = empty(x.shape(), x.options());
+  if (x.numel()) FATHOM_DISPATCH(x.device(), clamp, x, lo.value_or(-kInf), hi.value_or(kInf), out);
+  return out;
+}
+
+Tensor clamp_backward(const Tensor& grad_y, const Tensor& x, std::optional<double> lo,
+                      std::optional<double> hi) {
+  check_clamp_bounds("clamp_backward", x, lo, hi);
+  FATHOM_CHECK(is_floating(x.dtype()) && grad_y.shape() == x.shape() &&
+                   grad_y.dtype() == x.dtype() && grad_y.device() == x.device(),
+               "clamp_backward: grad ", grad_y.desc(), " does not match input ", x.desc());
+  Tensor gx = empty(x.shape(), x.options());
+  if (gx.numel())
+    FATHOM_DISPATCH(x.device(), clamp_backward, grad_y, x, lo.value_or(-kInf), hi.value_or(kInf), gx);
   return gx;
 }
 

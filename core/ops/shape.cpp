@@ -209,6 +209,8 @@ Tensor to(const Tensor& x, Device device) {
 }
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  FATHOM_CHECK(broadcast_shapes(src.shape(), dst.shape(), "copy_") == dst.shape(),
+               "copy_: src ", src.desc(), " does not broadcast to dst ", dst.desc());
   Tensor s = expand(src, dst.shape());
   if (dst.numel() == 0) return;
   if (dst.device() == s.device()) {

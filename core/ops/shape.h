@@ -2,6 +2,7 @@
 // Views (share storage), copies, casts, device moves, concatenation. Raw: no autograd.
 #include <vector>
 
+#include "fathom/core/indexing.h"
 #include "fathom/core/tensor.h"
 
 namespace fathom::ops {
@@ -16,6 +17,8 @@ Tensor unsqueeze(const Tensor& x, int64_t dim);
 Tensor squeeze(const Tensor& x, int64_t dim);
 Tensor expand(const Tensor& x, const Shape& shape);  // broadcasting view (stride 0)
 Tensor as_strided(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
+// x[indices] as a view (core/indexing.h for the rules); core/ops/indexing.cpp.
+Tensor index(const Tensor& x, const std::vector<indexing::TensorIndex>& indices);
 
 Tensor contiguous(const Tensor& x);  // x itself when already contiguous
 Tensor clone(const Tensor& x);       // always a fresh contiguous copy

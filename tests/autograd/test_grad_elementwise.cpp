@@ -66,6 +66,8 @@ TEST_CASE("unary ops: gradients match finite differences", "[autograd]") {
       {"tanh", tanh, false}, {"relu", relu, false}, {"gelu", gelu, false},
       {"sigmoid", sigmoid, false}, {"sqrt", sqrt, true}, {"rsqrt", rsqrt, true},
       {"abs", abs, false},   {"square", square, false},
+      {"sin", sin, false},   {"cos", cos, false},   {"log1p", log1p, true},
+      {"expm1", expm1, false},
   };
   for (const Op& op : table)
     for (int trial = 0; trial < 4; ++trial) {
@@ -74,6 +76,58 @@ TEST_CASE("unary ops: gradients match finite differences", "[autograd]") {
       check_grad(std::string(op.name) + " " + shape_str(s),
                  [&](const std::vector<Tensor>& v) { return op.fn(v[0]); }, {x});
     }
+}
+
+TEST_CASE("sign has a zero gradient", "[autograd]") {
+  Tensor x = from_vector(std::vector<double>{-2, 0, 3}, {3}, kFloat64).requires_grad_();
+  Tensor y = sign(x);
+  CHECK(to_vector(y) == std::vector<double>{-1, 0, 1});
+  CHECK(y.requires_grad());
+  (y * x).sum().backward();  // d(sign(x) x)/dx = sign(x) when sign's own derivative is 0
+  expect_close(x.grad(), {-1, 0, 1}, 0, 0);
+}
+
+TEST_CASE("clamp: gradient 1 inside [min, max], 0 outside", "[autograd]") {
+  Generator g(17);
+  for (int nc = 0; nc < 2; ++nc) {
+    // Values kept away from the bounds, where the finite difference straddles the kink.
+    Tensor x = leaf({4, 6}, g, nc, -2, 2);
+    {
+      NoGradGuard ng;
+      Tensor near = lt(abs(abs(x) - 0.5), 0.05);
+      x.copy_(where(near, x * 1.5, x));
+    }
+    check_grad("clamp(-0.5, 0.5)", [](const std::vector<Tensor>& v) {
+      return clamp(v[0], -0.5, 0.5) * v[0];
+    }, {x});
+    check_grad("clamp_min", [](const std::vector<Tensor>& v) { return clamp_min(v[0], 0.5); }, {x});
+    check_grad("clamp_max", [](const std::vector<Tensor>& v) { return clamp_max(v[0], -0.5); }, {x});
+  }
+  // At a bound the gradient is 1 (PyTorch's inclusive mask).
+  Tensor x = from_vector(std::vector<double>{-1, 0, 1, 2}, {4}, kFloat64).requires_grad_();
+  clamp(x, 0.0, 1.0).sum().backward();
+  expect_close(x.grad(), {0, 1, 1, 0}, 0, 0);
+  CHECK_THROWS_WITH(clamp(x, std::nullopt, std::nullopt), Catch::Contains("at least one of min"));
+}
+
+TEST_CASE("pow with a tensor exponent: gradients for base and exponent", "[autograd]") {
+  Generator g(18);
+  for (int trial = 0; trial < 6; ++trial) {
+    Shape sa = random_shape(g), sb = broadcastable(sa, g);
+    if (trial % 2) std::swap(sa, sb);
+    bool nc = trial >= 3;
+    Tensor a = leaf(sa, g, nc, 0.5, 2), b = leaf(sb, g, nc, -2, 2);
+    check_grad("pow " + shape_str(sa) + " " + shape_str(sb),
+               [](const std::vector<Tensor>& v) { return pow(v[0], v[1]); }, {a, b});
+  }
+  Tensor b = leaf({5}, g, false, -1, 2);
+  check_grad("2.5 ** b", [](const std::vector<Tensor>& v) { return pow(2.5, v[0]); }, {b});
+  // Base 0 with exponent >= 0: the exponent's gradient is 0, not NaN (PyTorch's convention).
+  Tensor z = zeros({2}, kFloat64).requires_grad_();
+  Tensor e = from_vector(std::vector<double>{2, 0}, {2}, kFloat64).requires_grad_();
+  pow(z, e).sum().backward();
+  expect_close(e.grad(), {0, 0}, 0, 0);
+  expect_close(z.grad(), {0, 0}, 0, 0);
 }
 
 TEST_CASE("maximum and minimum split the gradient on ties", "[autograd]") {

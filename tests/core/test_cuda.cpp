@@ -107,9 +107,10 @@ TEST_CASE("cuda: unary ops and their backward match the CPU", "[cuda]") {
   Generator g(3);
   for (DType dt : kFloats)
     for (const Shape& s : kShapes)
-      for (int o = 0; o <= int(UnaryOp::square); ++o) {
+      for (int o = 0; o < kNumUnaryOps; ++o) {
         auto op = UnaryOp(o);
-        bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt;
+        bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt ||
+                        op == UnaryOp::log1p;
         Tensor x = rand_of(s, dt, g, positive ? 0.1 : -3, 3);
         Tensor gy = rand_of(s, dt, g);
         INFO(op_name(op) << " " << x.desc());
@@ -120,6 +121,59 @@ TEST_CASE("cuda: unary ops and their backward match the CPU", "[cuda]") {
         Tensor gxd = ops::unary_backward(op, noncontiguous(gpu(gy)), gpu(x), gpu(y));
         expect_match(gxd, gx, "backward");
       }
+}
+
+TEST_CASE("cuda: clamp and its backward match the CPU in every dtype", "[cuda]") {
+  if (!has_cuda()) return;
+  Generator g(31);
+  struct Bounds { std::optional<double> lo, hi; };
+  const std::vector<Bounds> bounds = {{-0.5, 0.7}, {0.2, std::nullopt}, {std::nullopt, -1.0},
+                                      {1.0, -1.0}};
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16, kInt32, kInt64, kUInt8})
+    for (const Shape& s : kShapes)
+      for (const Bounds& b : bounds) {
+        Bounds bi = is_floating(dt) ? b : Bounds{b.lo ? std::optional<double>(std::round(*b.lo * 5)) : std::nullopt,
+                                                 b.hi ? std::optional<double>(std::round(*b.hi * 5)) : std::nullopt};
+        Tensor x = rand_of(s, dt, g);
+        INFO("clamp " << x.desc());
+        expect_match(ops::clamp(noncontiguous(gpu(x)), bi.lo, bi.hi), ops::clamp(x, bi.lo, bi.hi),
+                     "clamp", 0, 0);
+        if (!is_floating(dt)) continue;
+        Tensor gy = rand_of(s, dt, g);
+        expect_match(ops::clamp_backward(noncontiguous(gpu(gy)), gpu(x), b.lo, b.hi),
+                     ops::clamp_backward(gy, x, b.lo, b.hi), "clamp_backward", 0, 0);
+      }
+  // NaN passes through; integer bounds past the dtype's range saturate instead of overflowing.
+  Tensor n = from_vector(std::vector<double>{std::nan(""), 3, -3}, {3}, {kFloat32, kGpu});
+  auto c = to_vector(ops::clamp(n, -1, 1));
+  CHECK((std::isnan(c[0]) && c[1] == 1 && c[2] == -1));
+  Tensor i = from_vector(std::vector<int64_t>{-5, 5, INT64_MAX}, {3}, {kInt64, kGpu});
+  CHECK(to_vector(ops::clamp(i, -1e30, 2)) == std::vector<double>{-5, 2, 2});
+}
+
+TEST_CASE("cuda: index views, index_put_, copy_ and fill_ through strided views", "[cuda]") {
+  if (!has_cuda()) return;
+  using namespace fathom::indexing;
+  Generator g(32);
+  Tensor x = rand_of({4, 6, 5}, kFloat32, g);
+  Tensor xd = gpu(x);
+  std::vector<TensorIndex> idx = {Slice(1, None, 2), -1, Slice(None, None, 3), None};
+  expect_match(xd.index(idx), x.index(idx), "index", 0, 0);
+  xd.index_put_({Ellipsis, Slice(0, 2)}, 7.0);
+  x.index_put_({Ellipsis, Slice(0, 2)}, 7.0);
+  Tensor v = rand_of({5}, kFloat64, g);
+  xd.index_put_({Slice(None, None, 2), 1}, gpu(v));  // broadcast + f64 -> f32 on the device
+  x.index_put_({Slice(None, None, 2), 1}, v);
+  expect_match(xd, x, "index_put_", 0, 0);
+  xd.index({0}).zero_();
+  x.index({0}).zero_();
+  Tensor from_host = rand_of({6, 5}, kBFloat16, g);
+  xd.index({1}).copy_(from_host);  // across devices and dtypes
+  x.index({1}).copy_(from_host);
+  expect_match(xd, x, "copy_ / zero_", 0, 0);
+  expect_match(xd.to(kGpu, kBFloat16), x.to(kCPU, kBFloat16).to(kGpu), "to(device, dtype)", 0, 0);
+  CHECK(x.to(kGpu, kFloat16).device() == kGpu);
+  expect_match(xd.clone(), x, "clone", 0, 0);
 }
 
 TEST_CASE("cuda: binary ops with broadcasting, scalars and in place match the CPU", "[cuda]") {

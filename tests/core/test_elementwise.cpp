@@ -18,6 +18,11 @@ double ref_unary(UnaryOp op, double x) {
     case UnaryOp::rsqrt: return 1 / std::sqrt(x);
     case UnaryOp::abs: return std::fabs(x);
     case UnaryOp::square: return x * x;
+    case UnaryOp::sin: return std::sin(x);
+    case UnaryOp::cos: return std::cos(x);
+    case UnaryOp::log1p: return std::log1p(x);
+    case UnaryOp::expm1: return std::expm1(x);
+    case UnaryOp::sign: return double((x > 0) - (x < 0));
   }
   return 0;
 }
@@ -50,9 +55,10 @@ TEST_CASE("unary ops match an f64 reference in every float dtype and layout", "[
   for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16})
     for (const Shape& s : kShapes)
       for (int layout = 0; layout < 2; ++layout)
-        for (int o = 0; o <= int(UnaryOp::square); ++o) {
+        for (int o = 0; o < kNumUnaryOps; ++o) {
           auto op = UnaryOp(o);
-          bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt;
+          bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt ||
+                          op == UnaryOp::log1p;
           Tensor x = ops::to(positive ? uniform(s, 0.1, 3, kFloat64, &g) : randn(s, kFloat64, &g), dt);
           Tensor xin = layout ? noncontiguous(x) : x;
           std::vector<double> want;
@@ -90,11 +96,12 @@ TEST_CASE("f32 GELU and its gradient (four-lane kernels) match f64 across the ra
 
 TEST_CASE("unary backward matches finite differences of the forward", "[core]") {
   Generator g(2);
-  for (int o = 0; o <= int(UnaryOp::square); ++o) {
+  for (int o = 0; o < kNumUnaryOps; ++o) {
     auto op = UnaryOp(o);
-    bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt;
+    bool positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt ||
+                    op == UnaryOp::log1p;
     Tensor x = positive ? uniform({3, 7}, 0.5, 3, kFloat64, &g) : randn({3, 7}, kFloat64, &g);
-    if (op == UnaryOp::relu || op == UnaryOp::abs)  // keep away from the kink
+    if (op == UnaryOp::relu || op == UnaryOp::abs || op == UnaryOp::sign)  // away from the kink
       x = ops::where(ops::binary(BinaryOp::lt, ops::unary(UnaryOp::abs, x), 0.1), full({}, 0.5, kFloat64), x);
     Tensor gy = randn({3, 7}, kFloat64, &g);
     Tensor y = ops::unary(op, x);
@@ -108,6 +115,58 @@ TEST_CASE("unary backward matches finite differences of the forward", "[core]") 
     INFO(op_name(op));
     expect_close(gx, want, 1e-6, 1e-7, op_name(op));
   }
+}
+
+TEST_CASE("sign, log1p and expm1 at the edges", "[core]") {
+  Tensor x = from_vector(std::vector<double>{-2, -0.0, 0, 3, std::nan("")}, {5});
+  CHECK(to_vector(ops::unary(UnaryOp::sign, x)) == std::vector<double>{-1, 0, 0, 1, 0});
+  // Near 0 the fused forms keep digits that log(1 + x) and exp(x) - 1 lose in f32.
+  Tensor tiny = from_vector(std::vector<double>{1e-7, -1e-7}, {2}, kFloat32);
+  expect_close(ops::unary(UnaryOp::log1p, tiny), {std::log1p(1e-7), std::log1p(-1e-7)}, 1e-6, 0);
+  expect_close(ops::unary(UnaryOp::expm1, tiny), {std::expm1(1e-7), std::expm1(-1e-7)}, 1e-6, 0);
+  CHECK(to_vector(ops::unary_backward(UnaryOp::sign, ones({5}), x, Tensor())) ==
+        std::vector<double>(5, 0.0));
+}
+
+TEST_CASE("clamp matches std::clamp in every dtype and layout; NaN and bounds", "[core]") {
+  Generator g(5);
+  struct Bounds { std::optional<double> lo, hi; };
+  const std::vector<Bounds> bounds = {{-0.5, 0.7}, {0.2, std::nullopt}, {std::nullopt, -0.1},
+                                      {1.0, -1.0}};  // lo > hi: hi everywhere, as PyTorch
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16})
+    for (const Shape& s : kShapes)
+      for (int layout = 0; layout < 2; ++layout)
+        for (const Bounds& b : bounds) {
+          Tensor x = ops::to(randn(s, kFloat64, &g), dt);
+          Tensor xin = layout ? noncontiguous(x) : x;
+          std::vector<double> want, want_g;
+          // Bounds as the kernel sees them: rounded to the compute type (f32 for half types).
+          auto bound = [&](double v) { return dt == kFloat64 ? v : double(float(v)); };
+          double lo = b.lo ? bound(*b.lo) : -INFINITY, hi = b.hi ? bound(*b.hi) : INFINITY;
+          for (double v : to_vector(x)) {
+            want.push_back(std::min(std::max(v, lo), hi));
+            want_g.push_back(v >= lo && v <= hi ? 1.0 : 0.0);
+          }
+          INFO(x.desc() << " layout " << layout);
+          // The clamped value is one of x or a bound, rounded once to dt.
+          expect_close(ops::clamp(xin, b.lo, b.hi), want, tol(dt), 0, "clamp");
+          Tensor gy = layout ? noncontiguous(ones(s, dt)) : ones(s, dt);
+          expect_close(ops::clamp_backward(gy, xin, b.lo, b.hi), want_g, 0, 0, "clamp_backward");
+        }
+  Tensor nan = from_vector(std::vector<double>{std::nan(""), 5, -5}, {3});
+  auto c = to_vector(ops::clamp(nan, -1, 1));
+  CHECK((std::isnan(c[0]) && c[1] == 1 && c[2] == -1));
+  CHECK(to_vector(ops::clamp_backward(ones({3}), nan, -1, 1)) == std::vector<double>{0, 0, 0});
+  // Integers clamp exactly, also at the ends of their range.
+  Tensor i = from_vector(std::vector<int64_t>{-7, 0, 9, INT64_MAX}, {4});
+  CHECK(to_vector(ops::clamp(i, -3, 5)) == std::vector<double>{-3, 0, 5, 5});
+  CHECK(ops::clamp(i, -3, std::nullopt).data<int64_t>()[3] == INT64_MAX);
+  Tensor u = from_vector(std::vector<double>{0, 200, 255}, {3}, kUInt8);
+  CHECK(to_vector(ops::clamp(u, -10, 1e9)) == std::vector<double>{0, 200, 255});
+  CHECK_THROWS_WITH(ops::clamp(i, 0.5, 2), Catch::Contains("clamp: bound 0.5 is not an integer"));
+  CHECK_THROWS_WITH(ops::clamp(zeros({2}), std::nullopt, std::nullopt),
+                    Catch::Contains("clamp: at least one of min and max"));
+  CHECK_THROWS_WITH(ops::clamp(zeros({2}, kBool), 0, 1), Catch::Contains("clamp: not supported on bool"));
 }
 
 TEST_CASE("binary ops broadcast like numpy against an f64 reference", "[core]") {
