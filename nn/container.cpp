@@ -2,8 +2,8 @@
 
 namespace fathom::nn {
 
-ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules)
-    : Module("ModuleList") {
+ModuleList::ModuleList(std::string type_name, std::initializer_list<std::shared_ptr<Module>> modules)
+    : Module(std::move(type_name)) {
   for (const auto& m : modules) push_back(m);
 }
 
@@ -13,7 +13,7 @@ void ModuleList::push_back(std::shared_ptr<Module> module) {
 }
 
 const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
-  FATHOM_CHECK(i < modules_.size(), "ModuleList: index ", i, " out of range for ",
+  FATHOM_CHECK(i < modules_.size(), type_name(), ": index ", i, " out of range for ",
                modules_.size(), " modules");
   return modules_[i];
 }

@@ -1,19 +1,43 @@
 #pragma once
 // ModuleList and ModuleDict: hold submodules so that their parameters are registered (and
 // named) without being called in a fixed order; the owner writes its own forward.
+#include <concepts>
+#include <initializer_list>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "fathom/nn/sequential.h"
+#include "fathom/nn/module.h"
 
 namespace fathom::nn {
+
+// What a container accepts: a shared_ptr to any module, or a module value moved in
+// (Sequential(Linear(4, 8), ReLU())). An lvalue module is refused: it would have to be copied.
+template <class T>
+concept ModuleHandle = std::convertible_to<std::decay_t<T>, std::shared_ptr<Module>>;
+template <class T>
+concept ModuleValue = std::derived_from<std::remove_cvref_t<T>, Module> &&
+                      !std::is_lvalue_reference_v<T> &&
+                      std::move_constructible<std::remove_cvref_t<T>>;
+template <class T>
+concept ModuleArg = ModuleHandle<T> || ModuleValue<T>;
+
+template <class T>
+std::shared_ptr<Module> to_module_handle(T&& m) {
+  if constexpr (ModuleHandle<T>)
+    return std::forward<T>(m);
+  else
+    return std::make_shared<std::remove_cvref_t<T>>(std::move(m));
+}
 
 // Modules registered as "0", "1", ... in push_back order ("layers.2.weight").
 class ModuleList : public Module {
  public:
   ModuleList() : Module("ModuleList") {}
-  ModuleList(std::initializer_list<std::shared_ptr<Module>> modules);
+  ModuleList(std::initializer_list<std::shared_ptr<Module>> modules)
+      : ModuleList("ModuleList", modules) {}
   template <class... Ms>
     requires(sizeof...(Ms) > 0 && (ModuleArg<Ms> && ...))
   explicit ModuleList(Ms&&... modules) : ModuleList() {
@@ -34,9 +58,13 @@ class ModuleList : public Module {
   template <class M>
   std::shared_ptr<M> at(size_t i) const {
     auto m = std::dynamic_pointer_cast<M>((*this)[i]);
-    FATHOM_CHECK(m, "ModuleList::at: module ", i, " is a ", (*this)[i]->type_name());
+    FATHOM_CHECK(m, type_name(), "::at: module ", i, " is a ", (*this)[i]->type_name());
     return m;
   }
+
+ protected:
+  // For containers built on the list (Sequential) under their own type name.
+  ModuleList(std::string type_name, std::initializer_list<std::shared_ptr<Module>> modules = {});
 
  private:
   std::vector<std::shared_ptr<Module>> modules_;

@@ -59,6 +59,15 @@ inline Tensor noncontiguous(const Tensor& x) {
   return v;
 }
 
+// Population standard deviation of every element (init statistics).
+inline double stddev(const Tensor& t) {
+  std::vector<double> v = to_vector(t);
+  double m = 0, s = 0;
+  for (double x : v) m += x / double(v.size());
+  for (double x : v) s += (x - m) * (x - m) / double(v.size());
+  return std::sqrt(s);
+}
+
 // Row-major index helpers for naive references.
 inline std::vector<int64_t> unravel(int64_t i, const Shape& s) {
   std::vector<int64_t> idx(s.size());

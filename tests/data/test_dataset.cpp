@@ -1,18 +1,12 @@
-#include "testing.h"
+#include "data/data_testing.h"
 
 #include "fathom/data/dataset.h"
 #include "fathom/data/idx.h"
 
 using namespace fathom;
+using fathom::testing::numbered;
 
 namespace {
-
-// Row i of data is [i, i + 0.5, i + 0.25] and target i is i.
-std::shared_ptr<data::TensorDataset> numbered(int64_t n) {
-  std::vector<double> v;
-  for (int64_t i = 0; i < n; ++i) v.insert(v.end(), {double(i), i + 0.5, i + 0.25});
-  return std::make_shared<data::TensorDataset>(from_vector(v, {n, 3}), arange(n));
-}
 
 // Examples via get() only, so get_batch is the default that stacks them.
 struct Pairs : data::Dataset {

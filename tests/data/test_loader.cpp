@@ -1,4 +1,4 @@
-#include "testing.h"
+#include "data/data_testing.h"
 
 #include <atomic>
 #include <chrono>
@@ -11,15 +11,9 @@
 #include "fathom/data/loader.h"
 
 using namespace fathom;
+using fathom::testing::numbered;
 
 namespace {
-
-// Row i of data is [i, i + 0.5, i + 0.25] and target i is i, so a batch names its own indices.
-std::shared_ptr<data::TensorDataset> numbered(int64_t n) {
-  std::vector<double> v;
-  for (int64_t i = 0; i < n; ++i) v.insert(v.end(), {double(i), i + 0.5, i + 0.25});
-  return std::make_shared<data::TensorDataset>(from_vector(v, {n, 3}), arange(n));
-}
 
 std::vector<int64_t> targets(const data::Batch& b) {
   std::vector<int64_t> out;

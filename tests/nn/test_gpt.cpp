@@ -24,13 +24,6 @@ Tensor tokens(const Shape& shape, int64_t vocab, Generator& g) {
   return from_vector(ids, shape);
 }
 
-double stddev(const Tensor& t) {
-  std::vector<double> v = to_vector(t);
-  double m = 0, s = 0;
-  for (double x : v) m += x / double(v.size());
-  for (double x : v) s += (x - m) * (x - m) / double(v.size());
-  return std::sqrt(s);
-}
 }  // namespace
 
 TEST_CASE("GPT: logits shape, parameter names, tied weight listed once", "[nn]") {

@@ -4,16 +4,6 @@
 using namespace fathom;
 using namespace fathom::testing;
 
-namespace {
-double stddev(const Tensor& t) {
-  std::vector<double> v = to_vector(t);
-  double m = 0, s = 0;
-  for (double x : v) m += x / double(v.size());
-  for (double x : v) s += (x - m) * (x - m) / double(v.size());
-  return std::sqrt(s);
-}
-}  // namespace
-
 TEST_CASE("init: gains, fans, and the std of kaiming and xavier tensors", "[nn][init]") {
   using nn::init::Nonlinearity;
   using nn::init::FanMode;
