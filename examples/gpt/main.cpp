@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
       .add("sample", "300", "bytes to generate at the end (0: none)");
   flags.parse(argc, argv);
   Preset p = preset(flags.str("config"), flags);
-  int64_t steps = flags.positive_i64("steps"), log_every = std::max<int64_t>(1, flags.nonneg_i64("log-every"));
+  int64_t steps = flags.positive_i64("steps");
+  int64_t log_every = std::max<int64_t>(1, flags.nonneg_i64("log-every"));
   int64_t B = flags.nonneg_i64("batch") > 0 ? flags.i64("batch") : p.batch, T = p.block;
   int64_t warmup = flags.nonneg_i64("warmup"), sample = flags.nonneg_i64("sample");
   double lr = flags.positive_f64("lr"), clip = flags.nonneg_f64("clip");
