@@ -1,5 +1,6 @@
 #include <malloc.h>
 
+#include <cstdint>
 #include <cstdlib>
 
 #include "fathom/core/backend.h"
@@ -7,6 +8,10 @@
 namespace fathom {
 
 std::shared_ptr<Storage> allocate(size_t nbytes, Device device) {
+  // Both backends round the request up (to 64 B, to 512 B or 2 MiB blocks): bounded here, the
+  // rounding cannot wrap a huge request around to a tiny block.
+  FATHOM_CHECK(nbytes <= size_t(INT64_MAX), "allocate: ", nbytes, " bytes on ", device.str(),
+               " is more than any device holds (over 2^63)");
   return FATHOM_DISPATCH(device, allocate, nbytes, device.index);
 }
 

@@ -6,6 +6,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "fathom/core/checked.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 
@@ -17,13 +18,13 @@ std::string shape_str(const Shape& s) {
   return r + "]";
 }
 
-int64_t numel_of(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
+// Checked (core/checked.h): a wrapped product would be a small, wrong size that passes every
+// later bounds check. Factories and views check with their own op name first, so this message
+// is only seen for a shape built by hand.
+int64_t numel_of(const Shape& s) { return checked_numel(s, "numel"); }
 
 Shape contiguous_strides(const Shape& s) {
+  checked_numel(s, "contiguous_strides");  // every partial product below then fits
   Shape st(s.size());
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {

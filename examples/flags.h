@@ -1,6 +1,7 @@
 #pragma once
 // Command-line flags for the example programs: --name=value or --name value, --help.
 // A bad flag prints the usage and exits with code 2 (the convention of command-line tools).
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -64,6 +65,39 @@ class Flags {
       if (used == str(name).size()) return v;
     } catch (const std::exception&) {}
     fail("--" + name + " expects a number, got '" + str(name) + "'");
+  }
+  // Range-checked numbers: std::stod accepts "inf" and "nan", and a negative batch or step count
+  // would otherwise reach a size computation or a loop bound. Each names the flag it rejects.
+  int64_t positive_i64(const std::string& name) const {
+    int64_t v = i64(name);
+    if (v <= 0) fail("--" + name + " must be a positive integer, got " + str(name));
+    return v;
+  }
+  int64_t nonneg_i64(const std::string& name) const {
+    int64_t v = i64(name);
+    if (v < 0) fail("--" + name + " must be zero or positive, got " + str(name));
+    return v;
+  }
+  double finite_f64(const std::string& name) const {
+    double v = f64(name);
+    if (!std::isfinite(v)) fail("--" + name + " must be a finite number, got " + str(name));
+    return v;
+  }
+  double positive_f64(const std::string& name) const {
+    double v = finite_f64(name);
+    if (!(v > 0)) fail("--" + name + " must be positive, got " + str(name));
+    return v;
+  }
+  double nonneg_f64(const std::string& name) const {
+    double v = finite_f64(name);
+    if (v < 0) fail("--" + name + " must be zero or positive, got " + str(name));
+    return v;
+  }
+  // A probability p with 0 <= p < 1 (dropout: 1 would drop everything and scale by 1/0).
+  double probability(const std::string& name) const {
+    double v = finite_f64(name);
+    if (!(v >= 0 && v < 1)) fail("--" + name + " must be in [0, 1), got " + str(name));
+    return v;
   }
   bool boolean(const std::string& name) const {
     const std::string& v = str(name);

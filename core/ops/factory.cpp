@@ -8,15 +8,11 @@
 
 namespace fathom {
 
-static void check_shape(const Shape& shape, const char* op) {
-  for (int64_t d : shape)
-    FATHOM_CHECK(d >= 0, op, ": negative dimension in shape ", shape_str(shape));
-}
-
 Tensor empty(const Shape& shape, TensorOptions opts) {
-  check_shape(shape, "empty");
+  // Checked before allocating: 2^22 x 2^21 x 2^21 bytes wraps to 0 unchecked.
+  size_t nbytes = checked_nbytes(shape, itemsize(opts.dtype), "empty");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = allocate(size_t(numel_of(shape)) * itemsize(opts.dtype), opts.device);
+  impl->storage = allocate(nbytes, opts.device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = opts.dtype;
@@ -37,10 +33,19 @@ Tensor arange(int64_t end, TensorOptions opts) { return arange(0, double(end), 1
 
 Tensor arange(double start, double end, double step, TensorOptions opts) {
   FATHOM_CHECK(step != 0, "arange: step must be non-zero");
-  int64_t n = std::max<int64_t>(0, int64_t(std::ceil((end - start) / step)));
-  std::vector<double> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = start + double(i) * step;
-  return from_vector(v, {n}, opts);
+  FATHOM_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
+               "arange: start, end and step must be finite, got ", start, ", ", end, ", ", step);
+  // Converting a double beyond int64 to int64 is undefined: bound the count first (2^62 is far
+  // above any allocatable size; empty() then refuses what does not fit in bytes).
+  double count = std::ceil((end - start) / step);
+  FATHOM_CHECK(count < 0x1p62, "arange: [", start, ", ", end, ") by ", step, " has ", count,
+               " elements, too many to store");
+  int64_t n = std::max<int64_t>(0, int64_t(count));
+  // Filled in place (not through a std::vector) so the size check in empty() comes first.
+  Tensor host = empty({n}, DType::f64);
+  double* p = host.data<double>();
+  for (int64_t i = 0; i < n; ++i) p[i] = start + double(i) * step;
+  return ops::to(ops::to(host, opts.dtype), opts.device);
 }
 
 static Tensor random_fill(const Shape& shape, TensorOptions opts, Generator* gen, bool normal_dist,

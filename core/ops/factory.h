@@ -1,7 +1,10 @@
 #pragma once
 // Factories. Random ones draw from a Generator (core/random.h); by default the global one.
+// Sizes are checked before anything is allocated (core/checked.h): a negative dim, or a shape
+// whose element or byte count overflows int64, is an Error naming the op and the shape.
 #include <vector>
 
+#include "fathom/core/checked.h"
 #include "fathom/core/random.h"
 #include "fathom/core/tensor.h"
 

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "fathom/core/backend.h"
+#include "fathom/core/checked.h"
 #include "fathom/core/ops/factory.h"
 
 namespace fathom::ops {
@@ -28,7 +29,9 @@ static Shape infer_shape(const Tensor& x, Shape shape, const char* op) {
       infer = int64_t(i);
     } else {
       FATHOM_CHECK(shape[i] >= 0, op, ": invalid shape ", shape_str(shape));
-      known *= shape[i];
+      // Checked: a product that wraps could match numel (or divide it) by accident.
+      FATHOM_CHECK(mul_fits(known, shape[i], &known), op, ": shape ", shape_str(shape),
+                   " is too large: its element count overflows int64");
     }
   }
   if (infer >= 0) {
@@ -36,8 +39,9 @@ static Shape infer_shape(const Tensor& x, Shape shape, const char* op) {
                  shape_str(shape));
     shape[infer] = x.numel() / known;
   }
-  FATHOM_CHECK(numel_of(shape) == x.numel(), op, ": shape ", shape_str(shape), " has ",
-               numel_of(shape), " elements but the tensor ", x.desc(), " has ", x.numel());
+  int64_t n = checked_numel(shape, op);
+  FATHOM_CHECK(n == x.numel(), op, ": shape ", shape_str(shape), " has ", n,
+               " elements but the tensor ", x.desc(), " has ", x.numel());
   return shape;
 }
 
@@ -116,8 +120,10 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   dim = x.wrap_dim(dim, "narrow");
   int64_t n = x.shape()[dim];
   if (start < 0) start += n;
-  FATHOM_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow: [", start, ", ",
-               start + length, ") is out of range for dim ", dim, " of size ", n, " (", x.desc(), ")");
+  // length <= n - start, not start + length <= n: the sum can overflow for a huge length.
+  FATHOM_CHECK(start >= 0 && start <= n && length >= 0 && length <= n - start, "narrow: start ",
+               start, " and length ", length, " are out of range for dim ", dim, " of size ", n,
+               " (", x.desc(), ")");
   Shape s = x.shape();
   s[dim] = length;
   return make_view(x, s, x.strides(), x.offset() + start * x.strides()[dim]);
@@ -169,19 +175,24 @@ Tensor expand(const Tensor& x, const Shape& shape) {
                  shape_str(shape), ": dim ", i, " has size ", xs, " (must be 1 or ", out[i], ")");
     st[i] = xs == out[i] ? x.strides()[i - lead] : 0;
   }
+  // Broadcast dims cost no memory, so only the element count bounds them.
+  checked_numel(out, "expand");
   return make_view(x, out, st, x.offset());
 }
 
 Tensor as_strided(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
   FATHOM_CHECK(shape.size() == strides.size(), "as_strided: shape ", shape_str(shape),
                " and strides ", shape_str(strides), " differ in rank");
-  int64_t hi = offset;
+  // The last element's index, in checked arithmetic: a wrapped sum would pass the bound.
+  int64_t hi = offset, step = 0, bytes = 0;
+  bool fits = true;
   for (size_t i = 0; i < shape.size(); ++i) {
     FATHOM_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided: negative size or stride");
-    if (shape[i] > 0) hi += (shape[i] - 1) * strides[i];
+    if (shape[i] > 0) fits = fits && mul_fits(shape[i] - 1, strides[i], &step) && add_fits(hi, step, &hi);
   }
-  FATHOM_CHECK(offset >= 0 && (numel_of(shape) == 0 ||
-                               size_t(hi + 1) * itemsize(x.dtype()) <= x.impl().storage->nbytes()),
+  fits = fits && add_fits(hi, int64_t(1), &hi) && mul_fits(hi, int64_t(itemsize(x.dtype())), &bytes);
+  FATHOM_CHECK(offset >= 0 && (checked_numel(shape, "as_strided") == 0 ||
+                               (fits && size_t(bytes) <= x.impl().storage->nbytes())),
                "as_strided: view ", shape_str(shape), " reaches past the storage of ", x.desc());
   return make_view(x, shape, strides, offset);
 }

@@ -55,11 +55,10 @@ int main(int argc, char** argv) {
       .add("save", "", "after training, write the model's state_dict to this .safetensors file")
       .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)");
   flags.parse(argc, argv);
-  int64_t epochs = flags.i64("epochs"), batch = flags.i64("batch"), log_every = flags.i64("log-every");
-  double lr = flags.f64("lr"), wd = flags.f64("weight-decay");
+  int64_t epochs = flags.nonneg_i64("epochs"), batch = flags.positive_i64("batch");
+  int64_t log_every = flags.nonneg_i64("log-every");
+  double lr = flags.positive_f64("lr"), wd = flags.nonneg_f64("weight-decay");
   std::string schedule = flags.str("schedule");
-  if (epochs < 0) flags.fail("--epochs must be at least 0");
-  if (batch < 1) flags.fail("--batch must be at least 1");
   if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
   DType dt = flags.model_dtype("dtype");
   try {
@@ -150,7 +149,9 @@ int main(int argc, char** argv) {
                                    {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
       std::printf("saved the model to %s\n", flags.str("save").c_str());
     }
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
+    // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): one line and
+    // exit 1, never an abort through std::terminate.
     std::fprintf(stderr, "fashion_mnist: error: %s\n", e.what());
     return 1;
   }

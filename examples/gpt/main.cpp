@@ -55,9 +55,12 @@ int main(int argc, char** argv) {
       .add("sample", "300", "bytes to generate at the end (0: none)");
   flags.parse(argc, argv);
   Preset p = preset(flags.str("config"), flags);
-  int64_t steps = flags.i64("steps"), log_every = std::max<int64_t>(1, flags.i64("log-every"));
-  int64_t B = flags.i64("batch") > 0 ? flags.i64("batch") : p.batch, T = p.block;
-  if (steps < 1) flags.fail("--steps must be at least 1");
+  int64_t steps = flags.positive_i64("steps");
+  int64_t log_every = std::max<int64_t>(1, flags.nonneg_i64("log-every"));
+  int64_t B = flags.nonneg_i64("batch") > 0 ? flags.i64("batch") : p.batch, T = p.block;
+  int64_t warmup = flags.nonneg_i64("warmup"), sample = flags.nonneg_i64("sample");
+  double lr = flags.positive_f64("lr"), clip = flags.nonneg_f64("clip");
+  double dropout = flags.probability("dropout");
   DType dt = flags.model_dtype("dtype");
   Device dev = flags.device("device");
 
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
     data::TextDataset text(flags.str("data"));
     uint64_t seed = uint64_t(flags.i64("seed"));
     Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);
-    nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, flags.f64("dropout")};
+    nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, dropout};
     auto model = std::make_shared<nn::GPT>(cfg, &init_gen);
     model->to(dev);
     model->to(dt);
@@ -73,9 +76,9 @@ int main(int argc, char** argv) {
     optim::NamedParams decay, no_decay;
     for (auto& [name, t] : model->named_parameters()) (t.dim() >= 2 ? decay : no_decay).push_back({name, t});
     optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay, optim::AdamWOptions().weight_decay(0))},
-                     optim::AdamWOptions(flags.f64("lr")).weight_decay(0.1));
+                     optim::AdamWOptions(lr).weight_decay(0.1));
     optim::GradScaler scaler(optim::GradScalerOptions().enabled(dt == DType::f16));
-    optim::CosineLR sched(opt, std::min(flags.i64("warmup"), steps - 1), steps, flags.f64("lr") / 10);
+    optim::CosineLR sched(opt, std::min(warmup, steps - 1), steps, lr / 10);
     std::printf("gpt: %s, %lld parameters, B=%lld T=%lld, %s on %s, corpus '%s' (%lld bytes, "
                 "unigram entropy %.3f nats)\n", flags.str("config").c_str(),
                 (long long)model->num_parameters(), (long long)B, (long long)T, dtype_name(dt),
@@ -89,7 +92,7 @@ int main(int argc, char** argv) {
       opt.zero_grad();
       Tensor loss = model->forward(x.to(dev), y.to(dev));
       scaler.scale(loss).backward();
-      scaler.step(opt, flags.f64("clip"));
+      scaler.step(opt, clip);
       window += loss.item<double>();
       if ((step + 1) % log_every == 0 || step + 1 == steps) {
         int64_t n = (step + 1) % log_every ? (step + 1) % log_every : log_every;
@@ -103,13 +106,15 @@ int main(int argc, char** argv) {
       }
       sched.step();
     }
-    if (flags.i64("sample") > 0) {
+    if (sample > 0) {
       std::string prompt = "\n";
       Tensor idx = ops::to(from_vector(std::vector<int64_t>{'\n'}, {1, 1}), dev);
-      Tensor out = model->generate(idx, flags.i64("sample"), 0.8, &sample_gen);
+      Tensor out = model->generate(idx, sample, 0.8, &sample_gen);
       std::printf("--- sample ---\n%s\n--------------\n", printable(to_vector(out), 1).c_str());
     }
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
+    // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): one line and
+    // exit 1, never an abort through std::terminate.
     std::fprintf(stderr, "gpt: error: %s\n", e.what());
     return 1;
   }
