@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command: install what is missing, build, run every test through CTest.
+# `scripts/test.sh --sanitize [ctest args]` is the sanitizer run instead (scripts/sanitize.sh:
+# ASan + UBSan, CPU-only, in build-sanitize/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --sanitize ]; then
+  shift
+  exec bash scripts/sanitize.sh "$@"
+fi
 bash scripts/deps.sh
 bash scripts/build.sh
 # Open MPI refuses root without these; multi-rank tests oversubscribe the cores.
