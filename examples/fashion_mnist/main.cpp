@@ -151,8 +151,9 @@ int main(int argc, char** argv) {
       std::printf("saved the model to %s\n", flags.str("save").c_str());
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "fashion_mnist: error: %s\n", e.what());
-    return 1;
+    // Prints "[rank R] fashion_mnist: error: ..." and tells the other ranks, which stop at
+    // once quoting it, instead of waiting in their next collective for this one.
+    comm::abort(std::string("fashion_mnist: error: ") + e.what());
   }
   return 0;
 }
