@@ -2,7 +2,9 @@
 // environment, the group registry, tracing, and finalization.
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
+#include <vector>
 
 #include "fathom/comm/comm.h"
 #include "fathom/comm/group_state.h"
@@ -21,6 +23,7 @@ struct Runtime {
   int world_rank = 0;
   double timeout_s = 600;
   std::atomic<bool> debug{false};
+  std::atomic<bool> finalizing{false};
 
   std::mutex groups_mu;  // separate from `mu`: the watchdog must never wait on finalize
   std::vector<std::weak_ptr<GroupState>> states;
@@ -131,9 +134,56 @@ std::shared_ptr<ProcessGroup> make_world(int rank, int size, double timeout) {
 
 void finalize_at_exit() { finalize(); }
 
+// An exception nobody caught: tell the peers before the process dies (comm::abort), so they
+// end now with its message instead of waiting out the timeout in their next collective.
+void on_terminate() {
+  std::string what = "terminate called without an active exception";
+  if (auto e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = std::string("uncaught exception: ") + x.what();
+    } catch (...) {
+      what = "uncaught exception of a type not derived from std::exception";
+    }
+  }
+  comm::abort(what);
+}
+
+// Settings that every rank must share, checked once at init: a rank alone in debug mode
+// would run an extra fingerprint exchange per collective, and a different thread level a
+// different protocol, so the job would hang or fail later with a misleading message.
+struct Settings {
+  int32_t debug = 0, thread_level = 0;
+};
+void check_settings_agree(const Settings& mine, int size) {
+  std::vector<Settings> all(static_cast<size_t>(size));
+  FATHOM_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
+                                 MPI_COMM_WORLD),
+                   "comm::init: settings exchange");
+  std::string bad;
+  auto field = [&](const char* name, auto get, auto show) {
+    bool differ = false;
+    for (const auto& s : all) differ = differ || get(s) != get(all[0]);
+    if (!differ) return;
+    bad += std::string("\n  ") + name + ":";
+    for (size_t r = 0; r < all.size(); ++r)
+      bad += (r ? ", rank " : " rank ") + std::to_string(r) + " " + show(get(all[r]));
+  };
+  field("FATHOM_COMM_DEBUG", [](const Settings& s) { return s.debug; },
+        [](int v) { return std::string(v ? "on" : "off"); });
+  field("MPI thread level (FATHOM_COMM_MPI_THREADS)", [](const Settings& s) { return s.thread_level; },
+        [](int v) {
+          return std::string(v == MPI_THREAD_MULTIPLE ? "multiple" : v == MPI_THREAD_SERIALIZED ? "serialized" : "other");
+        });
+  FATHOM_CHECK(bad.empty(), "comm::init: settings that must be the same on every rank differ:",
+               bad, "\nSet them alike in every rank's environment.");
+}
+
 }  // namespace
 
 int world_rank() { return rt().world_rank; }
+bool finalizing() { return rt().finalizing.load(std::memory_order_relaxed); }
 
 void register_group(const std::shared_ptr<ProcessGroup>& pg) {
   auto& r = rt();
@@ -207,6 +257,7 @@ const InitInfo& init() {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   r.world_rank = rank;
+  internal::check_settings_agree({int32_t(r.debug.load()), int32_t(std::min(provided, want))}, size);
   // A launcher that promised N processes while MPI sees another number means each process
   // would silently train alone (e.g. torchrun or srun without PMI starting MPI singletons).
   FATHOM_CHECK(env.size < 0 || env.size == size, "comm::init: ", env.size_var, "=", env.size,
@@ -242,7 +293,11 @@ const InitInfo& init() {
   internal::start_watchdog();
   if (const char* t = std::getenv("FATHOM_COMM_TRACE"); t && *t) set_trace(t);
   static bool hooked = false;
-  if (!hooked) std::atexit(internal::finalize_at_exit), hooked = true;
+  if (!hooked) {
+    std::atexit(internal::finalize_at_exit);
+    std::set_terminate(internal::on_terminate);
+    hooked = true;
+  }
   return info;
 }
 
@@ -261,12 +316,18 @@ void finalize() {
   // A last world barrier, watched like any collective: a rank that finishes early keeps
   // answering the watchdog's questions until every rank is here, instead of vanishing into
   // MPI_Finalize while a peer is stuck.
+  // It is marked (kFinalBarrier): a peer still in a collective gets, at once from the
+  // agreement check, an error saying this rank is exiting.
+  r.finalizing = true;
   try {
     r.info.world->barrier()->wait();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "[DeepComm rank %d] comm::finalize: final barrier failed: %s\n",
-                 r.world_rank, e.what());
+    // The ranks are out of step (a peer is in another collective): MPI_Finalize would wait
+    // for it forever, so end the job now with the reason.
+    r.finalizing = false;
+    comm::abort(std::string("comm::finalize: the final barrier failed: ") + e.what());
   }
+  r.finalizing = false;
   std::vector<std::shared_ptr<ProcessGroup>> groups;
   {
     std::lock_guard<std::mutex> g(r.groups_mu);

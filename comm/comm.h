@@ -43,6 +43,16 @@ bool is_initialized();
 // Idempotent; safe from atexit.
 void finalize();
 
+// Ends the whole job because this rank cannot go on: prints "[rank R] <reason>" to stderr,
+// tells every other rank over the watchdog's side channel (each prints "[rank P] rank R is
+// failing: <reason>" and exits within a watchdog tick, 50 ms), waits up to 3 s for them to
+// confirm, then MPI_Abort(1). Call it from a catch block instead of returning an error from
+// main: a rank that just exits leaves its peers waiting in their next collective (it ends
+// at once only if the peers reach a collective, where the agreement check sees finalize's
+// barrier). Before init (or after finalize) it prints and exits with status 1. init()
+// installs a std::terminate handler that does the same for an exception nobody caught.
+[[noreturn]] void abort(const std::string& reason);
+
 // RAII form: init() in the constructor, finalize() in the destructor.
 class Guard {
  public:

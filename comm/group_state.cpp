@@ -1,5 +1,6 @@
 #include "fathom/comm/group_state.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -14,9 +15,10 @@ const char* const kOpNames[] = {"allreduce", "broadcast", "allgather", "reduce_s
 static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == kNumOpKinds);
 
 bool same_call(const Fingerprint& a, const Fingerprint& b) {
-  if (a.seq != b.seq || a.kind != b.kind) return false;
+  if (a.seq != b.seq || a.kind != b.kind || a.debug != b.debug) return false;
   switch (OpKind(a.kind)) {
-    case OpKind::barrier: case OpKind::internal: return true;
+    case OpKind::barrier: return a.extra == b.extra;
+    case OpKind::internal: return true;
     // Each rank brings its own color and key; only a split(ranks) list must agree.
     case OpKind::split: return a.extra == b.extra;
     default: break;
@@ -44,6 +46,8 @@ std::string describe(const Fingerprint& f) {
     case OpKind::recv: s += "(from ", num(f.peer), s += ", tag ", num(f.tag), s += ")"; break;
     default: break;
   }
+  if (k == OpKind::barrier && f.extra == kFinalBarrier)
+    s += " (comm::finalize's final barrier: this rank is exiting)";
   if (k == OpKind::barrier || k == OpKind::split || k == OpKind::internal) return s;
   s += " [";
   if (f.ndim <= 6) {
@@ -55,6 +59,51 @@ std::string describe(const Fingerprint& f) {
   s += dtype_name(DType(f.dtype));
   s += f.device ? " cuda" : " cpu";
   return s;
+}
+
+// The fields of a fingerprint that every rank's call must agree on for MPI to run it safely
+// and correctly: op, reduce op, dtype, element count, root, device, seq, the debug setting,
+// and for split(ranks) the list's hash, for barrier whether it is finalize's. Shapes are not:
+// a [4, 4] and a [16] allreduce are the same to MPI (debug mode compares shapes too).
+void key_fields(const Fingerprint& f, int64_t* out) {
+  OpKind k = OpKind(f.kind);
+  bool tensor = k != OpKind::barrier && k != OpKind::split && k != OpKind::internal;
+  int64_t v[kKeyFields] = {f.seq,
+                           f.kind,
+                           f.debug,
+                           int64_t(f.extra & ((uint64_t(1) << 62) - 1)),  // negatable
+                           tensor ? f.dtype : 0,
+                           tensor ? f.numel : 0,
+                           tensor ? f.device : 0,
+                           k == OpKind::allreduce || k == OpKind::reduce_scatter ? f.reduce : 0,
+                           k == OpKind::broadcast ? f.peer : -1,
+                           f.tag};
+  std::copy(v, v + kKeyFields, out);
+}
+
+// One message for calls that differ: the ranks grouped by what they called, e.g.
+// "ranks 0, 2: allreduce(sum) [4, 4] f32 cpu" / "rank 1: allreduce(sum) [4, 5] f32 cpu".
+std::string mismatch_message(const std::vector<Fingerprint>& all, int64_t seq,
+                             const GroupState& st, bool debug_check) {
+  std::ostringstream os;
+  os << "DeepComm " << (debug_check ? "debug " : "") << "check failed on " << st.where()
+     << ": the ranks called different collectives as collective seq " << seq << ":";
+  std::vector<bool> seen(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (seen[i]) continue;
+    std::vector<int> ranks;
+    for (size_t j = i; j < all.size(); ++j)
+      if (!seen[j] && same_call(all[j], all[i])) seen[j] = true, ranks.push_back(int(j));
+    os << "\n  " << (ranks.size() > 1 ? "ranks " : "rank ");
+    for (size_t k = 0; k < ranks.size(); ++k) os << (k ? ", " : "") << ranks[k];
+    os << ": " << describe(all[i]) << " (seq " << all[i].seq << ")";
+    if (std::any_of(all.begin(), all.end(), [&](const Fingerprint& f) { return f.debug != all[i].debug; }))
+      os << " with FATHOM_COMM_DEBUG " << (all[i].debug ? "on" : "off");
+  }
+  os << "\nEvery rank must issue the same collectives, with the same op, dtype, element count "
+        "and root, in the same order. The call was skipped on every rank (no memory was "
+        "written); the group stays usable.";
+  return os.str();
 }
 
 GroupState::~GroupState() { free_comms(); }

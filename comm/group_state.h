@@ -25,19 +25,29 @@ namespace fathom::comm::internal {
 
 using Clock = std::chrono::steady_clock;
 
-// What a rank is about to call, compared across ranks in debug mode. Plain bytes sent over
-// MPI: every rank runs the same binary, so the layout agrees.
+// What a rank is about to call. Every collective's key fields are checked across ranks before
+// it runs (mpi_backend.cpp: check_agreement), every send carries its fingerprint ahead of the
+// payload, and debug mode compares all of it. Plain bytes sent over MPI: every rank runs the
+// same binary, so the layout agrees.
 struct Fingerprint {
   int64_t seq = 0;
   int64_t numel = 0;
   int64_t dims[6] = {};
-  uint64_t extra = 0;  // split(ranks): a hash of the list
+  uint64_t extra = 0;  // split(ranks): a hash of the list; barrier: kFinalBarrier or 0
   int32_t peer = -1;   // root, dst or src
   int32_t tag = 0;
-  uint8_t kind = 0, dtype = 0, reduce = 0, ndim = 0, device = 0, pad[3] = {};
+  uint8_t kind = 0, dtype = 0, reduce = 0, ndim = 0, device = 0;
+  uint8_t debug = 0;  // FATHOM_COMM_DEBUG on this rank when the call was issued
+  uint8_t pad[2] = {};
 };
+// Fingerprint::extra of comm::finalize's world barrier, so that a peer still in a collective
+// learns that this rank is exiting instead of "a different collective".
+constexpr uint64_t kFinalBarrier = 1;
 bool same_call(const Fingerprint& a, const Fingerprint& b);
 std::string describe(const Fingerprint& f);  // "allreduce(sum) [4, 4] f32 cpu"
+// The always-on agreement check compares these kKeyFields int64 of every rank's call.
+constexpr int kKeyFields = 10;
+void key_fields(const Fingerprint& f, int64_t* out);
 
 // One call as the front end hands it to a backend.
 struct Call {
@@ -102,6 +112,11 @@ class Backend {
   // Finishes what is queued, then stops; later submits throw.
   virtual void shutdown() = 0;
 };
+
+struct GroupState;
+// The error for calls that differ: every rank's call (`all`, by group rank), grouped.
+std::string mismatch_message(const std::vector<Fingerprint>& all, int64_t seq,
+                             const GroupState& st, bool debug_check);
 
 struct GroupState {
   std::string name;
@@ -191,5 +206,7 @@ void trace_line(const std::string& line);
 void register_group(const std::shared_ptr<ProcessGroup>& pg);
 std::vector<std::shared_ptr<GroupState>> live_groups();
 int world_rank();
+// True while comm::finalize runs (its barrier is marked kFinalBarrier).
+bool finalizing();
 
 }  // namespace fathom::comm::internal

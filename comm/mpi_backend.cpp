@@ -155,6 +155,7 @@ void MpiBackend::run_collective(OpKind kind, uint64_t extra,
   c.fp.kind = uint8_t(kind);
   c.fp.extra = extra;
   c.debug = debug_enabled();
+  c.fp.debug = c.debug;
   WorkPtr work;
   {
     std::lock_guard<std::mutex> order(st_->issue_mu);
@@ -223,9 +224,16 @@ void MpiBackend::run_collective_task(Task& task) {
 // ---- The comm thread ----
 
 namespace {
-// A send or recv in flight. In debug mode a send first posts its fingerprint and a recv first
-// waits for the sender's, then receives into the tensor only if they agree (into a scratch
-// buffer otherwise, so the sender still completes and the receiver fails cleanly: no hang).
+// A send or recv in flight. Always (not only in debug mode): a send first posts its
+// fingerprint on the side communicator and a recv first waits for the sender's, then receives
+// into the tensor only if dtype and element count agree (and in debug mode the shape too);
+// otherwise into a scratch buffer sized from the sender's fingerprint, so that the sender
+// still completes and the receiver fails naming both calls. Why a header message: MPI checks
+// neither (Open MPI receives 3 f32 into a recv of 5 i32 without an error), and a receive
+// smaller than the message is a truncation error only after MPI wrote into the buffer. The
+// cost is one 120-byte eager message per send; the receive is posted when it arrives (one
+// small-message latency later), by which time a large payload is still being matched
+// (rendezvous), so only small messages pay it.
 struct P2p {
   Call call;
   std::shared_ptr<MpiWork> work;
@@ -263,7 +271,7 @@ void post_p2p(P2p& p, GroupState& st, void* buf, int64_t count, DType dtype) {
 
 void start_p2p(P2p& p, GroupState& st) {
   const Call& c = p.call;
-  if (c.debug) {
+  {
     MpiLock lock;
     if (c.kind == OpKind::send) {
       p.fp = std::make_unique<Fingerprint>(c.fp);
@@ -282,22 +290,28 @@ void start_p2p(P2p& p, GroupState& st) {
   post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
 }
 
-// The sender's fingerprint arrived: compare shape and dtype, then post the receive.
+// The sender's fingerprint arrived: compare dtype and count (debug mode: the shape too), then
+// post the receive.
 void on_fingerprint(P2p& p, GroupState& st) {
   const Call& c = p.call;
   const Fingerprint& theirs = *p.fp;
   bool ok = OpKind(theirs.kind) == OpKind::send && theirs.dtype == c.fp.dtype &&
-            theirs.numel == c.fp.numel && theirs.ndim == c.fp.ndim &&
-            std::equal(theirs.dims, theirs.dims + std::min<int>(theirs.ndim, 6), c.fp.dims);
+            theirs.numel == c.fp.numel;
+  if (ok && c.debug)
+    ok = theirs.ndim == c.fp.ndim &&
+         std::equal(theirs.dims, theirs.dims + std::min<int>(theirs.ndim, 6), c.fp.dims);
   if (ok) return post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
   p.error = fathom::detail::concat(
-      "DeepComm debug check failed on ", st.where(), ": send/recv mismatch: ",
+      "DeepComm check failed on ", st.where(), ": send/recv mismatch: ",
       st.rank_name(c.peer), " called ", describe(theirs), " (its p2p seq ", theirs.seq, ") but ",
       st.rank_name(st.rank), " called ", c.desc, " (p2p seq ", c.seq,
-      "). The message was received into a scratch buffer and dropped.");
+      "). A send and its recv must agree in dtype and element count",
+      c.debug ? " (in debug mode: shape)" : "",
+      ". The message was received into a scratch buffer and dropped; the recv's tensor is "
+      "unchanged.");
   DType t = DType(theirs.dtype);
-  p.scratch.resize(size_t(theirs.numel) * itemsize(t));
-  post_p2p(p, st, p.scratch.data(), theirs.numel, t);
+  p.scratch.resize(size_t(std::max<int64_t>(theirs.numel, 0)) * itemsize(t));
+  post_p2p(p, st, p.scratch.data(), std::max<int64_t>(theirs.numel, 0), t);
 }
 
 // Tests one p2p call; true when it is over.
@@ -410,42 +424,52 @@ void MpiBackend::loop() {
   }
 }
 
-void MpiBackend::check_fingerprints(const Call& c) {
+std::vector<Fingerprint> MpiBackend::gather_fingerprints(const Call& c) {
   std::vector<Fingerprint> all(size_t(st_->size));
   Fingerprint mine = c.fp;
   int n = int(sizeof(Fingerprint));
   mpi_run(
-      [&] { return context(c, *st_) + ": debug fingerprint exchange"; },
+      [&] { return context(c, *st_) + ": fingerprint exchange"; },
       [&] { return MPI_Allgather(&mine, n, MPI_BYTE, all.data(), n, MPI_BYTE, st_->side); },
       [&](MPI_Request* r) {
         return MPI_Iallgather(&mine, n, MPI_BYTE, all.data(), n, MPI_BYTE, st_->side, r);
       });
+  return all;
+}
+
+void MpiBackend::check_agreement(const Call& c) {
+  // One MPI_Allreduce(MAX) of [v, -v] over the key fields gives every rank the maximum and
+  // minimum of each: they agree iff max == min everywhere. It is the same 160-byte call on
+  // every rank whatever the ranks are about to call, so it always matches; only on a
+  // mismatch (which every rank sees alike) do they allgather whole fingerprints to say what
+  // each called. Costs one small allreduce per collective (docs/comm.md has the numbers).
+  int64_t buf[2 * kKeyFields], res[2 * kKeyFields];
+  key_fields(c.fp, buf);
+  for (int i = 0; i < kKeyFields; ++i) buf[kKeyFields + i] = -buf[i];
+  mpi_run(
+      [&] { return context(c, *st_) + ": agreement check"; },
+      [&] {
+        return MPI_Allreduce(buf, res, 2 * kKeyFields, MPI_INT64_T, MPI_MAX, st_->comm);
+      },
+      [&](MPI_Request* r) {
+        return MPI_Iallreduce(buf, res, 2 * kKeyFields, MPI_INT64_T, MPI_MAX, st_->comm, r);
+      });
+  bool agree = true;
+  for (int i = 0; i < kKeyFields; ++i) agree = agree && res[i] == -res[kKeyFields + i];
+  if (!agree) throw Error(mismatch_message(gather_fingerprints(c), c.seq, *st_, false));
+}
+
+void MpiBackend::check_fingerprints(const Call& c) {
+  auto all = gather_fingerprints(c);
   bool agree = std::all_of(all.begin(), all.end(), [&](const Fingerprint& f) {
     return same_call(f, all[0]);
   });
-  if (agree) return;
-  // Group ranks by what they called: "ranks 0, 2: allreduce(sum) [4, 4] f32 cpu".
-  std::ostringstream os;
-  os << "DeepComm debug check failed on group '" << st_->name << "' (size " << st_->size
-     << "): the ranks called different collectives as collective seq " << c.seq << ":";
-  std::vector<bool> seen(all.size());
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (seen[i]) continue;
-    std::vector<int> ranks;
-    for (size_t j = i; j < all.size(); ++j)
-      if (!seen[j] && same_call(all[j], all[i])) seen[j] = true, ranks.push_back(int(j));
-    os << "\n  " << (ranks.size() > 1 ? "ranks " : "rank ");
-    for (size_t k = 0; k < ranks.size(); ++k) os << (k ? ", " : "") << ranks[k];
-    os << ": " << describe(all[i]);
-    if (all[i].seq != c.seq) os << " (as its seq " << all[i].seq << ")";
-  }
-  os << "\nEvery rank must issue the same collectives, with the same shapes and dtypes, in the "
-        "same order. The call was skipped on every rank; the group stays usable.";
-  throw Error(os.str());
+  if (!agree) throw Error(mismatch_message(all, c.seq, *st_, true));
 }
 
 void MpiBackend::execute(Call& c) {
-  if (c.debug) check_fingerprints(c);
+  if (st_->size > 1) check_agreement(c);
+  if (c.debug) check_fingerprints(c);  // adds the shapes
   if (c.body) return c.body();
   auto ctx = [&] { return context(c, *st_); };  // runs only on failure
   switch (c.kind) {

@@ -78,7 +78,12 @@ class MpiBackend final : public Backend,
   void set_timer(long ns);  // one-shot wake of the comm thread; 0 disarms
   void sleep_until_woken(int timeout_us);  // -1: until woken
   void execute(Call& c);
+  // Every collective: the ranks' calls agree in op, dtype, count, root and seq, else every
+  // rank throws naming each rank's call (before any payload moves).
+  void check_agreement(const Call& c);
+  // Debug mode: whole fingerprints, shapes included.
   void check_fingerprints(const Call& c);
+  std::vector<Fingerprint> gather_fingerprints(const Call& c);
   void allreduce(Call& c);
   void allgather(Call& c);
   void reduce_scatter(Call& c);

@@ -119,6 +119,8 @@ Call make_call(OpKind kind, const Tensor& out, const Tensor& in, ReduceOp r, int
   c.debug = debug_enabled();
   c.bytes = in.defined() ? in.nbytes() : 0;
   c.fp = fingerprint(kind, in, r, peer, tag);
+  c.fp.debug = c.debug;
+  if (kind == OpKind::barrier && internal::finalizing()) c.fp.extra = internal::kFinalBarrier;
   return c;
 }
 

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <random>
 
 #include "fathom/comm/mpi_util.h"
@@ -21,6 +22,10 @@ namespace fathom::comm::internal {
 namespace {
 
 constexpr uint64_t kMagic = 0x4465657043306d6dull;  // "DeepC0mm"
+// A failing rank's notice: Query.key is its world rank, Query.seq the length of the text
+// that follows (at most kMaxNotice bytes).
+constexpr uint64_t kNoticeMagic = 0x4465657046614c6cull;  // "DeepFaLl"
+constexpr int64_t kMaxNotice = 16384;
 constexpr int kMaxAddrs = 4;
 
 // A rank's reachable addresses: its non-loopback IPv4 interfaces, then loopback (useful only
@@ -43,6 +48,8 @@ struct Reply {
 
 struct Channel {
   int listen_fd = -1;
+  std::mutex handler_mu;
+  NoticeHandler handler;
   uint64_t job = 0;  // rank 0's random id, so a stray connection to another job is rejected
   int rank = 0;
   std::vector<Address> addrs;  // by world rank
@@ -146,6 +153,7 @@ void close_side_channel() {
   Channel& c = ch();
   if (c.listen_fd >= 0) ::close(c.listen_fd);
   c.listen_fd = -1;
+  c.addrs.clear();
 }
 
 void serve_side_channel(const Answer& answer) {
@@ -156,7 +164,23 @@ void serve_side_channel(const Answer& answer) {
     if (fd < 0) return;  // EAGAIN: nobody else is asking
     auto deadline = Clock::now() + std::chrono::milliseconds(200);
     Query q;
-    if (transfer(fd, &q, sizeof q, false, deadline) && q.magic == kMagic && q.job == c.job) {
+    bool got = transfer(fd, &q, sizeof q, false, deadline);
+    if (got && q.magic == kNoticeMagic && q.job == c.job && q.seq >= 0 && q.seq <= kMaxNotice) {
+      std::string text(size_t(q.seq), '\0');
+      if (transfer(fd, text.data(), text.size(), false, deadline)) {
+        NoticeHandler h;
+        {
+          std::lock_guard<std::mutex> lk(c.handler_mu);
+          h = c.handler;
+        }
+        if (h) h(int(q.key), text);  // prints before the sender hears back (it then exits)
+        Reply r;
+        r.job = c.job;
+        r.world_rank = c.rank;
+        r.found = 1;
+        transfer(fd, &r, sizeof r, true, deadline);
+      }
+    } else if (got && q.magic == kMagic && q.job == c.job) {
       Reply r;
       r.job = c.job;
       r.world_rank = c.rank;
@@ -168,6 +192,86 @@ void serve_side_channel(const Answer& answer) {
     }
     ::close(fd);
   }
+}
+
+void set_notice_handler(NoticeHandler handler) {
+  Channel& c = ch();
+  std::lock_guard<std::mutex> lk(c.handler_mu);
+  c.handler = std::move(handler);
+}
+
+bool side_channel_open() { return !ch().addrs.empty(); }
+
+std::vector<int> notify_peers(const std::string& message, double wait_s) {
+  Channel& c = ch();
+  std::string text = message.substr(0, size_t(kMaxNotice));
+  struct Conn {
+    int peer = -1, fd = -1, addr = 0;
+    bool sent = false, done = false;
+    size_t got = 0;
+    Reply reply;
+  };
+  std::vector<Conn> conns;
+  for (int r = 0; r < int(c.addrs.size()); ++r)
+    if (r != c.rank) conns.emplace_back().peer = r;
+  auto next_address = [&](Conn& k) {  // tries the peer's addresses in order
+    if (k.fd >= 0) ::close(k.fd);
+    k.fd = -1;
+    const Address& a = c.addrs[size_t(k.peer)];
+    while (k.fd < 0 && k.addr < a.count) k.fd = start_connect(a.ip[k.addr++], a.port);
+    k.sent = false;
+    k.got = 0;
+  };
+  for (auto& k : conns) next_address(k);
+  Query q;
+  q.magic = kNoticeMagic;
+  q.job = c.job;
+  q.key = uint64_t(c.rank);
+  q.seq = int64_t(text.size());
+  std::string packet(reinterpret_cast<const char*>(&q), sizeof q);
+  packet += text;
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(wait_s));
+  while (Clock::now() < deadline) {
+    std::vector<pollfd> pfds;
+    std::vector<Conn*> who;
+    for (auto& k : conns) {
+      if (k.fd < 0 || k.done) continue;
+      pfds.push_back({k.fd, short(k.sent ? POLLIN : POLLOUT), 0});
+      who.push_back(&k);
+    }
+    if (pfds.empty()) break;
+    ::poll(pfds.data(), pfds.size(), std::min(5, ms_left(deadline)));
+    for (size_t j = 0; j < pfds.size(); ++j) {
+      Conn& k = *who[j];
+      if (!pfds[j].revents) continue;
+      if (!k.sent) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        ::getsockopt(k.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || !transfer(k.fd, packet.data(), packet.size(), true, deadline)) next_address(k);
+        else k.sent = true;
+        continue;
+      }
+      ssize_t r = ::recv(k.fd, reinterpret_cast<char*>(&k.reply) + k.got, sizeof(Reply) - k.got, 0);
+      if (r > 0) k.got += size_t(r);
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+        next_address(k);
+        continue;
+      }
+      if (k.got < sizeof(Reply)) continue;
+      if (k.reply.magic == kMagic && k.reply.job == c.job && k.reply.world_rank == k.peer)
+        k.done = true;
+      else
+        next_address(k);
+    }
+  }
+  std::vector<int> told;
+  for (auto& k : conns) {
+    if (k.fd >= 0) ::close(k.fd);
+    if (k.done) told.push_back(k.peer);
+  }
+  return told;
 }
 
 std::vector<std::optional<PeerAnswer>> ask_peers(const std::vector<int>& peers, uint64_t key,

@@ -10,13 +10,15 @@
 // wedged or a rank only provides MPI_THREAD_SERIALIZED.
 //
 // Protocol: the asking rank connects to a peer, sends (job id, group key, seq), and reads back
-// that rank's PeerStatus for the group. Addresses (IPv4 interfaces and a port per rank) are
+// that rank's PeerStatus for the group. A notice (another magic) carries a failing rank's
+// message instead; the peer handles it and replies to confirm. Addresses (IPv4 interfaces and a port per rank) are
 // exchanged once with MPI_Allgather at init. Every wait is bounded; a peer that cannot be
 // reached is reported as such.
 #include <mpi.h>
 
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "fathom/comm/group_state.h"
@@ -39,6 +41,16 @@ struct PeerAnswer {
   bool found = false;
   PeerStatus status;
 };
+// A failing rank's notice (comm::abort): `handler` runs on the receiving rank's watchdog
+// thread, inside serve_side_channel, before the sender is told it arrived. Set once by the
+// watchdog.
+using NoticeHandler = std::function<void(int from_world_rank, const std::string& text)>;
+void set_notice_handler(NoticeHandler handler);
+// Sends `text` to every other world rank and waits for each to confirm it was handled, at
+// most `wait_s` seconds in all. Returns the ranks that confirmed. Usable from any thread.
+std::vector<int> notify_peers(const std::string& text, double wait_s);
+// False before init opened the channel (or after it closed).
+bool side_channel_open();
 std::vector<std::optional<PeerAnswer>> ask_peers(const std::vector<int>& peers, uint64_t key,
                                                  int64_t seq, double wait_s,
                                                  const Answer& answer);

@@ -6,11 +6,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <sstream>
 #include <thread>
 
+#include "fathom/comm/comm.h"
 #include "fathom/comm/group_state.h"
 #include "fathom/comm/side_channel.h"
 
@@ -24,11 +26,42 @@ struct Watchdog {
   std::condition_variable cv;
   bool stop = false;
   std::thread thread;
+  std::atomic<bool> peer_failed{false};  // a peer's notice was printed: end this rank
 };
+
+std::atomic<bool>& failing_flag() {
+  static std::atomic<bool> f{false};
+  return f;
+}
+
+// Ends this process's part of the job after the message was printed: NCCL communicators are
+// aborted, then MPI_Abort makes mpirun stop every rank.
+[[noreturn]] void end_job(int code) {
+  for (auto& g : live_groups())
+    if (auto p = g->poller()) p->abort();
+  // No MpiLock, even under MPI_THREAD_SERIALIZED: a call stuck while holding it (split) would
+  // keep the job alive forever, and this is the process's last MPI call either way.
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
 
 Watchdog& dog() {
   static Watchdog* d = new Watchdog;  // never destroyed: atexit handlers may still use it
   return *d;
+}
+
+// A peer's comm::abort: runs on the watchdog thread inside serve_side_channel, before the
+// peer hears back, so the line is out before mpirun tears the job down.
+void on_notice(int from, const std::string& text) {
+  if (job_failing()) return;  // this rank is already ending the job with its own message
+  report(fathom::detail::concat(
+      "DeepComm: rank ", from, " is failing: ", text,
+      "\nEnding this rank too: the job cannot go on without rank ", from, "."));
+  dog().peer_failed = true;
 }
 
 // The side channel's question: where is this rank in group `key` at collective `seq`?
@@ -96,6 +129,7 @@ std::string explain(const PeerStatus& s, const Overdue& od, bool* arrived) {
   // unreachable over TCP. The wait is bounded so the job always ends.
   double wait_s = std::clamp(limit / 2, 2.0, 10.0);
   auto answers = ask_peers(world_peers, g.key, od.p2p ? -1 : od.seq, wait_s, answer);
+  if (dog().peer_failed) end_job(1);  // a peer's notice came meanwhile, and was printed
 
   std::ostringstream os, detail_lines;
   std::vector<int> missing;
@@ -135,6 +169,7 @@ void run() {
     if (d.stop) break;
     lk.unlock();
     serve_side_channel(answer);
+    if (d.peer_failed) end_job(1);
     auto now = Clock::now();
     for (auto& g : live_groups()) {
       if (g->closed) continue;
@@ -156,6 +191,7 @@ void start_watchdog() {
   std::lock_guard<std::mutex> lk(d.mu);
   if (d.thread.joinable()) return;
   d.stop = false;
+  set_notice_handler(on_notice);
   d.thread = std::thread(run);
 }
 
@@ -169,14 +205,21 @@ void stop_watchdog() {
   if (d.thread.joinable()) d.thread.join();
 }
 
-[[noreturn]] void fail_job(const std::string& msg) {
-  static std::atomic<bool> failing{false};
-  if (failing.exchange(true)) {
-    // Another thread is already ending the job: MPI_Abort takes this one too, or _Exit does.
-    std::this_thread::sleep_for(std::chrono::seconds(30));
-    std::_Exit(kWatchdogExitCode);
-  }
-  std::string line = "[DeepComm rank " + std::to_string(world_rank()) + "] " + msg + "\n";
+bool job_failing() { return failing_flag().load(); }
+
+// This process's world rank: MPI's once initialized, else the launcher's (comm::abort before
+// init), else "?".
+static std::string rank_label() {
+  int init = 0;
+  MPI_Initialized(&init);
+  if (init) return std::to_string(world_rank());
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID", "RANK"})
+    if (const char* r = std::getenv(v); r && *r) return r;
+  return "?";
+}
+
+void report(const std::string& msg) {
+  std::string line = "[rank " + rank_label() + "] " + msg + "\n";
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
   // glog writes ERROR to stderr too, so only use it when it also keeps log files.
@@ -184,12 +227,36 @@ void stop_watchdog() {
     LOG(ERROR) << msg;
     google::FlushLogFiles(google::GLOG_ERROR);
   }
-  for (auto& g : live_groups())
-    if (auto p = g->poller()) p->abort();
-  // No MpiLock, even under MPI_THREAD_SERIALIZED: a call stuck while holding it (split) would
-  // keep the job alive forever, and this is the process's last MPI call either way.
-  MPI_Abort(MPI_COMM_WORLD, kWatchdogExitCode);
-  std::_Exit(kWatchdogExitCode);
+}
+
+[[noreturn]] void fail_job(const std::string& msg) {
+  if (failing_flag().exchange(true)) {
+    // Another thread is already ending the job: MPI_Abort takes this one too, or _Exit does.
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+    std::_Exit(kWatchdogExitCode);
+  }
+  report(msg);
+  end_job(kWatchdogExitCode);
 }
 
 }  // namespace fathom::comm::internal
+
+namespace fathom::comm {
+
+void abort(const std::string& reason) {
+  using namespace internal;
+  if (failing_flag().exchange(true)) {  // a second thread (or the terminate handler) too
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+    std::_Exit(1);
+  }
+  std::fflush(stdout);
+  report(reason);
+  if (side_channel_open()) {
+    // The peers print the reason before confirming; 3 s covers a watchdog tick (50 ms) on a
+    // loaded machine, and a peer that never confirms (dead, finalized) is MPI_Abort's job.
+    notify_peers(reason, 3.0);
+  }
+  end_job(1);
+}
+
+}  // namespace fathom::comm

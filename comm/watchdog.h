@@ -25,5 +25,10 @@ void stop_watchdog();
 // Prints msg (stderr, and glog's log files when glog is initialized), aborts NCCL
 // communicators, then MPI_Abort. Used by the watchdog and the NCCL backend.
 [[noreturn]] void fail_job(const std::string& msg);
+// Prints "[rank R] msg" to stderr (and glog's files when glog is initialized).
+void report(const std::string& msg);
+// True once this rank is ending the job (fail_job or comm::abort): a notice from a peer is
+// then only confirmed, not acted on.
+bool job_failing();
 
 }  // namespace fathom::comm::internal

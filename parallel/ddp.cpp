@@ -1,5 +1,7 @@
 #include "fathom/parallel/ddp.h"
 
+#include <cstring>
+
 #include "fathom/autograd/engine.h"
 #include "fathom/autograd/grad_mode.h"
 #include "fathom/autograd/meta.h"
@@ -28,19 +30,66 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
                  "parameters on different devices: '", params_[0].name, "' ", params_[0].tensor.desc(),
                  " and '", p.name, "' ", p.tensor.desc());
 
-  // Every rank must hold the same parameters; then all start from rank 0's values.
-  int64_t total = 0;
-  for (const Param& p : params_) total += p.tensor.numel();
+  // Every rank must hold the same parameters and use the same settings; then all start from
+  // rank 0's values. Checked here, each differing setting named with every rank's value:
+  // later the buckets' sizes and dtypes would differ and the first step would fail with a
+  // less telling message (or, before comm's agreement check, corrupt memory).
+  int64_t total = 0, dtype_mask = 0;
+  for (const Param& p : params_) total += p.tensor.numel(), dtype_mask |= int64_t(1) << int(p.tensor.dtype());
+  constexpr int kName = 3;  // the compressor's name, up to 24 characters, as int64s
+  constexpr int kFields = 4 + kName;
+  std::vector<int64_t> mine_v = {int64_t(params_.size()), total, int64_t(o_.grad_dtype()), dtype_mask};
+  {
+    std::string name = o_.compressor() ? o_.compressor()->name() : "none";
+    char buf[8 * kName] = {};
+    std::memcpy(buf, name.data(), std::min(name.size(), sizeof buf - 1));
+    for (int i = 0; i < kName; ++i) {
+      int64_t v;
+      std::memcpy(&v, buf + 8 * i, 8);
+      mine_v.push_back(v);
+    }
+  }
   Device dev = params_[0].tensor.device();
-  Tensor mine = ops::to(from_vector(std::vector<int64_t>{int64_t(params_.size()), total}, {2}), dev);
-  Tensor all = empty({2 * int64_t(group_->size())}, {DType::i64, dev});
+  Tensor mine = ops::to(from_vector(mine_v, {kFields}), dev);
+  Tensor all = empty({kFields * int64_t(group_->size())}, {DType::i64, dev});
   group_->allgather(all, mine)->wait();
-  auto counts = to_vector(all);
-  for (int r = 0; r < group_->size(); ++r)
-    FATHOM_CHECK(counts[2 * r] == double(params_.size()) && counts[2 * r + 1] == double(total),
-                 "DistributedDataParallel: rank ", r, " of group '", group_->name(), "' has ",
-                 int64_t(counts[2 * r]), " parameters with ", int64_t(counts[2 * r + 1]),
-                 " values, this rank ", params_.size(), " with ", total, ": the model differs");
+  std::vector<int64_t> got(size_t(all.numel()));
+  std::memcpy(got.data(), ops::to(all, Device::cpu()).data_ptr(), got.size() * sizeof(int64_t));
+  auto dtypes = [](int64_t mask) {
+    std::string s;
+    for (int d = 0; d < 63; ++d)
+      if (mask >> d & 1) {
+        if (!s.empty()) s += '+';
+        s += dtype_name(DType(d));
+      }
+    return s;
+  };
+  auto name_at = [&](int r) {
+    char buf[8 * kName + 1] = {};
+    std::memcpy(buf, &got[size_t(r * kFields + 4)], 8 * kName);
+    return std::string(buf);
+  };
+  std::string bad;
+  auto field = [&](const char* what, int i, auto show) {
+    bool differ = false;
+    for (int r = 0; r < group_->size(); ++r)
+      differ = differ || got[size_t(r * kFields + i)] != got[size_t(i)];
+    if (!differ) return;
+    bad += std::string("\n  ") + what + ":";
+    for (int r = 0; r < group_->size(); ++r)
+      bad += (r ? ", rank " : " rank ") + std::to_string(r) + " " + show(r, got[size_t(r * kFields + i)]);
+  };
+  auto number = [](int, int64_t v) { return std::to_string(v); };
+  field("parameters", 0, number);
+  field("parameter values", 1, number);
+  field("grad dtype", 2, [](int, int64_t v) { return std::string(dtype_name(DType(v))); });
+  field("parameter dtypes", 3, [&](int, int64_t v) { return dtypes(v); });
+  for (int i = 0; i < kName; ++i)
+    if (bad.find("compression") == std::string::npos)
+      field("compression", 4 + i, [&](int r, int64_t) { return name_at(r); });
+  FATHOM_CHECK(bad.empty(), "DistributedDataParallel: the ranks of group '", group_->name(),
+               "' differ (this is rank ", group_->rank(), "):", bad,
+               "\nEvery rank must build the same model with the same DDP options.");
   {
     NoGradGuard no_grad;
     std::vector<comm::WorkPtr> works;

@@ -150,10 +150,11 @@ int main(int argc, char** argv) {
       std::printf("saved the model to %s\n", flags.str("save").c_str());
     }
   } catch (const std::exception& e) {
-    // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): one line and
-    // exit 1, never an abort through std::terminate.
-    std::fprintf(stderr, "fashion_mnist: error: %s\n", e.what());
-    return 1;
+    // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): prints
+    // "[rank R] fashion_mnist: error: ..." and tells the other ranks, which stop at once quoting
+    // it instead of waiting in their next collective for this one; never an abort through
+    // std::terminate.
+    comm::abort(std::string("fashion_mnist: error: ") + e.what());
   }
   return 0;
 }

@@ -147,3 +147,36 @@ TEST_CASE("barrier completes on every rank", "[comm]") {
   b->wait();
   CHECK(b->is_completed());
 }
+
+// Without debug mode: the always-on agreement check (mpi_backend.cpp) fails every rank's call
+// when one rank's differs, writes no tensor, and leaves the group in step. Runs under every
+// CTest flavour, so the MPI_THREAD_SERIALIZED path (Iallreduce + test) is covered too.
+TEST_CASE("collectives that differ between ranks fail on every rank, writing nothing", "[comm]") {
+  auto& w = world();
+  if (w.size() < 2) return;
+  bool odd = w.rank() == 1;  // rank 1 alone calls something else
+  auto expect_fail = [&](auto&& call, const Tensor& t, const std::string& rank1_says) {
+    double before = to_vector(t)[0];
+    try {
+      call();
+      FAIL("the mismatched call returned on rank " << w.rank());
+    } catch (const Error& e) {
+      std::string m = e.what();
+      CHECK_THAT(m, Catch::Contains("the ranks called different collectives"));
+      CHECK_THAT(m, Catch::Contains("rank 1: " + rank1_says));
+    }
+    CHECK(to_vector(t)[0] == before);
+  };
+  Tensor a = full({6 + (odd ? 1 : 0)}, double(w.rank() + 1));
+  expect_fail([&] { w.allreduce(a)->wait(); }, a, "allreduce(sum) [7] f32 cpu");
+  Tensor b = full({6}, double(w.rank() + 1), odd ? DType::i32 : DType::f32);
+  expect_fail([&] { w.allreduce(b, comm::ReduceOp::max)->wait(); }, b, "allreduce(max) [6] i32 cpu");
+  Tensor c = full({6}, double(w.rank() + 1));
+  expect_fail([&] { w.broadcast(c, odd ? 1 : 0)->wait(); }, c, "broadcast(root 1) [6] f32 cpu");
+  Tensor d = full({6}, double(w.rank() + 1));
+  expect_fail([&] { if (odd) w.barrier()->wait(); else w.allreduce(d)->wait(); }, d, "barrier");
+  // Still in step: a matching call works.
+  Tensor ok = ones({3});
+  w.allreduce(ok)->wait();
+  CHECK(to_vector(ok)[0] == w.size());
+}

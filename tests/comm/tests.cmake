@@ -24,7 +24,7 @@ add_test(NAME comm_tests_np2_serialized
 set_tests_properties(comm_tests_np2_serialized PROPERTIES
   ENVIRONMENT "${_comm_env};FATHOM_COMM_MPI_THREADS=serialized" TIMEOUT 120 LABELS comm)
 
-foreach(prog watchdog_skip debug_mismatch)
+foreach(prog watchdog_skip debug_mismatch mismatch rank_fails)
   add_executable(comm_${prog} ${CMAKE_CURRENT_LIST_DIR}/programs/${prog}.cpp)
   target_link_libraries(comm_${prog} PRIVATE fathom)
 endforeach()
@@ -44,9 +44,10 @@ comm_job_test(comm_watchdog_skip_np2 2 "FATHOM_COMM_TIMEOUT=2"
 comm_job_test(comm_watchdog_skip_np4 4 "FATHOM_COMM_TIMEOUT=2"
   "${_skip}.*Ranks that did not arrive: \\[1\\].*mpirun exit status [1-9]"
   $<TARGET_FILE:comm_watchdog_skip> idle)
-# Either rank may report first: rank 0 stuck in allreduce, or rank 1 stuck in barrier.
-comm_job_test(comm_watchdog_out_of_order 2 "FATHOM_COMM_TIMEOUT=2"
-  "DeepComm watchdog: (allreduce\\(sum\\) \\[16\\] f32 cpu|barrier) \\(seq 2\\) on group 'world'.*rank [01]: called (barrier|allreduce\\(sum\\) \\[16\\] f32 cpu) as seq 2, a different call.*mpirun exit status [1-9]"
+# Calls out of order: the agreement check fails both ranks at once (no timeout needed); the
+# uncaught error reaches comm's terminate handler, which prints it with the rank.
+comm_job_test(comm_watchdog_out_of_order 2 "FATHOM_COMM_TIMEOUT=60"
+  "\\[rank [01]\\] uncaught exception: DeepComm check failed on group 'world' \\(rank [01] of 2\\): the ranks called different collectives as collective seq 2:.*rank 0: allreduce\\(sum\\) \\[16\\] f32 cpu \\(seq 2\\).*rank 1: barrier \\(seq 2\\).*mpirun exit status [1-9]"
   $<TARGET_FILE:comm_watchdog_skip> other)
 comm_job_test(comm_debug_mismatch 2 "FATHOM_COMM_DEBUG=1;FATHOM_COMM_TIMEOUT=10"
   "ranks called different collectives as collective seq 1:.*rank 0: allreduce\\(sum\\) \\[4, 4\\] f32 cpu.*rank 1: allreduce\\(sum\\) \\[4, 5\\] f32 cpu.*send/recv mismatch: rank 0 called send\\(to 1, tag 0\\) \\[3\\] f32 cpu.*rank 1 called recv\\(from 0, tag 0\\) \\[5\\] i32 cpu.*mpirun exit status 3"
@@ -66,3 +67,56 @@ add_test(NAME comm_bootstrap_mismatch
 set_tests_properties(comm_bootstrap_mismatch PROPERTIES
   ENVIRONMENT "${_comm_env};RANK=0;WORLD_SIZE=3;LOCAL_RANK=0" TIMEOUT 30 LABELS comm
   PASS_REGULAR_EXPRESSION "WORLD_SIZE=3 \\(launcher: torchrun\\) but MPI sees 1 process.*exit status [1-9]")
+
+# Calls that disagree without FATHOM_COMM_DEBUG (the always-on agreement check and send
+# header): both ranks get the message, no tensor is written, the group stays usable.
+comm_job_test(comm_mismatch_allreduce_dtype 2 ""
+  "rank 0: allreduce\\(sum\\) \\[8\\] f32 cpu \\(seq 1\\)\n  rank 1: allreduce\\(sum\\) \\[8\\] bf16 cpu \\(seq 1\\).*ALL-RANKS-CAUGHT 2.*mpirun exit status 3"
+  $<TARGET_FILE:comm_mismatch> allreduce_dtype)
+comm_job_test(comm_mismatch_allreduce_count 2 ""
+  "rank 0: allreduce\\(sum\\) \\[8\\] f32 cpu \\(seq 1\\)\n  rank 1: allreduce\\(sum\\) \\[9\\] f32 cpu \\(seq 1\\).*ALL-RANKS-CAUGHT 2.*mpirun exit status 3"
+  $<TARGET_FILE:comm_mismatch> allreduce_count)
+comm_job_test(comm_mismatch_broadcast_root 2 ""
+  "rank 0: broadcast\\(root 0\\) \\[8\\] f32 cpu \\(seq 1\\)\n  rank 1: broadcast\\(root 1\\) \\[8\\] f32 cpu \\(seq 1\\).*ALL-RANKS-CAUGHT 2.*mpirun exit status 3"
+  $<TARGET_FILE:comm_mismatch> broadcast_root)
+comm_job_test(comm_mismatch_broadcast_count 2 ""
+  "rank 0: broadcast\\(root 0\\) \\[8\\] f32 cpu \\(seq 1\\)\n  rank 1: broadcast\\(root 0\\) \\[9\\] f32 cpu \\(seq 1\\).*ALL-RANKS-CAUGHT 2.*mpirun exit status 3"
+  $<TARGET_FILE:comm_mismatch> broadcast_count)
+# The receiver fails; its comm::abort makes the sender (in a barrier) quote the same error.
+comm_job_test(comm_mismatch_sendrecv 2 ""
+  "\\[rank 0\\] DeepComm: rank 1 is failing: rank 1 caught: DeepComm check failed on group 'world' \\(rank 1 of 2\\): send/recv mismatch: rank 0 called send\\(to 1, tag 0\\) \\[3\\] f32 cpu.*rank 1 called recv\\(from 0, tag 0\\) \\[5\\] i32 cpu.*mpirun exit status [1-9]"
+  $<TARGET_FILE:comm_mismatch> sendrecv)
+
+# A failing rank ends the job within seconds, named and quoted by the others (the timeout is
+# 60 s, so the watchdog's timeout cannot be what ends it). The wrapper prints the seconds.
+function(comm_fast_test name regex)
+  string(JOIN " " cmd ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS} --oversubscribe ${ARGN} ${MPIEXEC_POSTFLAGS})
+  add_test(NAME ${name} COMMAND sh -c "t0=$(date +%s); ${cmd} 2>&1; s=$?; echo \"mpirun exit status $s after $(( $(date +%s) - t0 )) s\"")
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${_comm_env};FATHOM_COMM_TIMEOUT=60" TIMEOUT 30
+    PASS_REGULAR_EXPRESSION "${regex}.*mpirun exit status [1-9][0-9]* after [0-9] s" LABELS comm)
+endfunction()
+comm_fast_test(comm_rank_throws
+  "\\[rank 0\\] DeepComm: rank 1 is failing: uncaught exception: bad label 11 in shard 1 \\(thrown\\)"
+  ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> throw)
+comm_fast_test(comm_rank_aborts
+  "\\[rank 0\\] DeepComm: rank 1 is failing: rank_fails: error: bad label 11 in shard 1 \\(caught\\)"
+  ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> abort)
+comm_fast_test(comm_rank_returns
+  "rank 1: barrier \\(comm::finalize's final barrier: this rank is exiting\\) \\(seq 2\\)"
+  ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> return)
+
+# Settings that must agree, set on one rank only: comm::init names them with each rank's value.
+comm_job_test(comm_debug_one_rank 1 ""
+  "FATHOM_COMM_DEBUG: rank 0 on, rank 1 off.*mpirun exit status [1-9]"
+  env FATHOM_COMM_DEBUG=1 $<TARGET_FILE:comm_watchdog_skip> : ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:comm_watchdog_skip>)
+comm_job_test(comm_threads_one_rank 1 ""
+  "MPI thread level \\(FATHOM_COMM_MPI_THREADS\\): rank 0 multiple, rank 1 serialized.*mpirun exit status [1-9]"
+  $<TARGET_FILE:comm_watchdog_skip> : ${MPIEXEC_NUMPROC_FLAG} 1 env FATHOM_COMM_MPI_THREADS=serialized $<TARGET_FILE:comm_watchdog_skip>)
+
+# End to end: fashion_mnist with --dtype bf16 on one rank only stops at DDP's construction
+# within seconds, naming each rank's parameter dtype (needs the installed Fashion-MNIST data).
+if(FATHOM_BUILD_EXAMPLES)
+  comm_fast_test(comm_fashion_mnist_dtype_one_rank
+    "\\[rank [01]\\] fashion_mnist: error: DistributedDataParallel: the ranks of group 'world' differ.*parameter dtypes: rank 0 f32, rank 1 bf16"
+    ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:fashion_mnist> --epochs 1 : ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:fashion_mnist> --epochs 1 --dtype bf16)
+endif()
