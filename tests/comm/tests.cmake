@@ -12,15 +12,20 @@ set(_comm_env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA
 set(_mpirun ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
 set(_hostid ${PROJECT_SOURCE_DIR}/scripts/nccl_hostid.sh)
 
+# The NCCL ([cuda]) cases are tests of their own, Skipped without a GPU (tests/main.cpp).
 foreach(np 2 4)
   add_test(NAME comm_tests_np${np}
-    COMMAND ${_mpirun} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> ${MPIEXEC_POSTFLAGS})
+    COMMAND ${_mpirun} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> "~[cuda]" ${MPIEXEC_POSTFLAGS})
   set_tests_properties(comm_tests_np${np} PROPERTIES ENVIRONMENT "${_comm_env}" TIMEOUT 120 LABELS comm)
+  add_test(NAME comm_tests_cuda_np${np}
+    COMMAND ${_mpirun} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> "[cuda]" ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(comm_tests_cuda_np${np} PROPERTIES ENVIRONMENT "${_comm_env};FATHOM_TEST_NEEDS_CUDA=1"
+    TIMEOUT 120 SKIP_RETURN_CODE ${FATHOM_TEST_SKIP_CODE} LABELS "comm;cuda")
 endforeach()
-add_test(NAME comm_tests_np1 COMMAND comm_tests)
+add_test(NAME comm_tests_np1 COMMAND comm_tests "~[cuda]")
 set_tests_properties(comm_tests_np1 PROPERTIES ENVIRONMENT "${_comm_env}" TIMEOUT 60 LABELS comm)
 add_test(NAME comm_tests_np2_serialized
-  COMMAND ${_mpirun} 2 ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> ${MPIEXEC_POSTFLAGS})
+  COMMAND ${_mpirun} 2 ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> "~[cuda]" ${MPIEXEC_POSTFLAGS})
 set_tests_properties(comm_tests_np2_serialized PROPERTIES
   ENVIRONMENT "${_comm_env};FATHOM_COMM_MPI_THREADS=serialized" TIMEOUT 120 LABELS comm)
 

@@ -2,9 +2,22 @@
 # its own NCCL host id so the [cuda] case can put them all on one GPU.
 set(_par_env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     OMPI_MCA_rmaps_base_oversubscribe=1 FATHOM_COMM_TIMEOUT=60)
+# The [cuda] (NCCL) cases are tests of their own, Skipped without a GPU (tests/main.cpp).
 foreach(np 2 4)
-  add_test(NAME parallel_tests_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe
-            ${PROJECT_SOURCE_DIR}/scripts/nccl_hostid.sh $<TARGET_FILE:parallel_tests> ${MPIEXEC_POSTFLAGS})
-  set_tests_properties(parallel_tests_np${np} PROPERTIES ENVIRONMENT "${_par_env}" TIMEOUT 300 LABELS parallel)
+  foreach(part cpu cuda)
+    if(part STREQUAL "cpu")
+      set(_name parallel_tests_np${np})
+      set(_spec "~[cuda]")
+    else()
+      set(_name parallel_tests_cuda_np${np})
+      set(_spec "[cuda]")
+    endif()
+    add_test(NAME ${_name}
+      COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe
+              ${PROJECT_SOURCE_DIR}/scripts/nccl_hostid.sh $<TARGET_FILE:parallel_tests> ${_spec} ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(${_name} PROPERTIES ENVIRONMENT "${_par_env}" TIMEOUT 300 LABELS parallel)
+  endforeach()
+  set_tests_properties(parallel_tests_cuda_np${np} PROPERTIES
+    ENVIRONMENT "${_par_env};FATHOM_TEST_NEEDS_CUDA=1" SKIP_RETURN_CODE ${FATHOM_TEST_SKIP_CODE}
+    LABELS "parallel;cuda")
 endforeach()
