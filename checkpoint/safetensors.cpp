@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fathom/checkpoint/json.h"
+#include "fathom/core/checked.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 
@@ -250,28 +251,17 @@ Entry parse_entry(const std::string& name, const json::Value& v, const std::stri
     detail::fail(tw, ": unknown dtype ", json::quote(dtype->string));
   }
 
-  // Negative dims cannot get here (the parser refuses negative numbers); the product is
-  // checked so that numel * itemsize fits in int64 before it is compared with the offsets.
+  // Negative dims and dims past INT64_MAX cannot get here (the parser refuses them). The count
+  // (whose other dims must fit even beside a zero dim) and numel * itemsize are checked to fit
+  // in int64 before they are compared with the offsets.
   FATHOM_CHECK(shape->kind == json::Value::Kind::array, tw, ": shape must be an array, found ",
                shape->kind_name());
-  uint64_t bytes = itemsize(e.dtype);
   for (auto& d : shape->array) {
     FATHOM_CHECK(d.kind == json::Value::Kind::integer, tw, ": shape entries must be integers, found ",
                  d.kind_name());
-    FATHOM_CHECK(d.integer == 0 || bytes <= uint64_t(INT64_MAX) / d.integer, tw, ": shape ",
-                 "is too large: its byte size overflows int64");
-    bytes *= d.integer;
     e.shape.push_back(int64_t(d.integer));
   }
-  // A zero dim makes bytes 0 whatever follows, but the product of the other dims must still
-  // fit: numel_of() and every kernel multiply them all.
-  uint64_t numel = 1;
-  for (int64_t d : e.shape) {
-    if (d == 0) continue;
-    FATHOM_CHECK(numel <= uint64_t(INT64_MAX) / uint64_t(d), tw, ": shape is too large: its ",
-                 "element count overflows int64");
-    numel *= uint64_t(d);
-  }
+  const uint64_t bytes = checked_nbytes(e.shape, itemsize(e.dtype), tw.c_str());
 
   FATHOM_CHECK(offsets->kind == json::Value::Kind::array && offsets->array.size() == 2 &&
                    offsets->array[0].kind == json::Value::Kind::integer &&
