@@ -163,18 +163,17 @@ void check_settings_agree(const Settings& mine, int size) {
                    "comm::init: settings exchange");
   std::string bad;
   auto field = [&](const char* name, auto get, auto show) {
-    bool differ = false;
-    for (const auto& s : all) differ = differ || get(s) != get(all[0]);
-    if (!differ) return;
-    bad += std::string("\n  ") + name + ":";
-    for (size_t r = 0; r < all.size(); ++r)
-      bad += (r ? ", rank " : " rank ") + std::to_string(r) + " " + show(get(all[r]));
+    std::vector<std::string> per_rank;
+    for (const auto& s : all) per_rank.push_back(show(get(s)));
+    bad += describe_disagreement(name, per_rank);
   };
   field("FATHOM_COMM_DEBUG", [](const Settings& s) { return s.debug; },
         [](int v) { return std::string(v ? "on" : "off"); });
   field("MPI thread level (FATHOM_COMM_MPI_THREADS)", [](const Settings& s) { return s.thread_level; },
         [](int v) {
-          return std::string(v == MPI_THREAD_MULTIPLE ? "multiple" : v == MPI_THREAD_SERIALIZED ? "serialized" : "other");
+          return v == MPI_THREAD_MULTIPLE     ? std::string("multiple")
+                 : v == MPI_THREAD_SERIALIZED ? std::string("serialized")
+                                              : "other (" + std::to_string(v) + ")";
         });
   FATHOM_CHECK(bad.empty(), "comm::init: settings that must be the same on every rank differ:",
                bad, "\nSet them alike in every rank's environment.");
@@ -217,6 +216,16 @@ void trace_line(const std::string& line) {
 }
 
 }  // namespace internal
+
+std::string describe_disagreement(const std::string& what, const std::vector<std::string>& per_rank) {
+  bool differ = false;
+  for (const auto& v : per_rank) differ = differ || v != per_rank[0];
+  if (!differ) return "";
+  std::string out = "\n  " + what + ":";
+  for (size_t r = 0; r < per_rank.size(); ++r)
+    out += (r ? ", rank " : " rank ") + std::to_string(r) + " " + per_rank[r];
+  return out;
+}
 
 using internal::rt;
 

@@ -10,6 +10,7 @@
 // See docs/comm.md for the threading model, the watchdog and the environment variables.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fathom/comm/process_group.h"
 #include "fathom/core/device.h"
@@ -52,6 +53,10 @@ void finalize();
 // barrier). Before init (or after finalize) it prints and exits with status 1. init()
 // installs a std::terminate handler that does the same for an exception nobody caught.
 [[noreturn]] void abort(const std::string& reason);
+
+// For errors about a setting every rank must share: "\n  <what>: rank 0 <v0>, rank 1 <v1>, ..."
+// when the ranks' values (one per rank, in rank order) differ; "" when they all agree.
+std::string describe_disagreement(const std::string& what, const std::vector<std::string>& per_rank);
 
 // RAII form: init() in the constructor, finalize() in the destructor.
 class Guard {

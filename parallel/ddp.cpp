@@ -5,6 +5,7 @@
 #include "fathom/autograd/engine.h"
 #include "fathom/autograd/grad_mode.h"
 #include "fathom/autograd/meta.h"
+#include "fathom/comm/comm.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
@@ -71,22 +72,16 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
   };
   std::string bad;
   auto field = [&](const char* what, int i, auto show) {
-    bool differ = false;
-    for (int r = 0; r < group_->size(); ++r)
-      differ = differ || got[size_t(r * kFields + i)] != got[size_t(i)];
-    if (!differ) return;
-    bad += std::string("\n  ") + what + ":";
-    for (int r = 0; r < group_->size(); ++r)
-      bad += (r ? ", rank " : " rank ") + std::to_string(r) + " " + show(r, got[size_t(r * kFields + i)]);
+    std::vector<std::string> per_rank;
+    for (int r = 0; r < group_->size(); ++r) per_rank.push_back(show(r, got[size_t(r * kFields + i)]));
+    bad += comm::describe_disagreement(what, per_rank);
   };
   auto number = [](int, int64_t v) { return std::to_string(v); };
   field("parameters", 0, number);
   field("parameter values", 1, number);
   field("grad dtype", 2, [](int, int64_t v) { return std::string(dtype_name(DType(v))); });
   field("parameter dtypes", 3, [&](int, int64_t v) { return dtypes(v); });
-  for (int i = 0; i < kName; ++i)
-    if (bad.find("compression") == std::string::npos)
-      field("compression", 4 + i, [&](int r, int64_t) { return name_at(r); });
+  field("compression", 4, [&](int r, int64_t) { return name_at(r); });  // all kName words
   FATHOM_CHECK(bad.empty(), "DistributedDataParallel: the ranks of group '", group_->name(),
                "' differ (this is rank ", group_->rank(), "):", bad,
                "\nEvery rank must build the same model with the same DDP options.");
