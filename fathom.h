@@ -25,3 +25,4 @@
 #include "fathom/comm/comm.h"
 #include "fathom/parallel/ddp.h"
 #include "fathom/checkpoint/safetensors.h"
+#include "fathom/checkpoint/state.h"
