@@ -24,5 +24,6 @@
 #include "fathom/optim/scheduler.h"
 #include "fathom/comm/comm.h"
 #include "fathom/parallel/ddp.h"
+#include "fathom/checkpoint/checkpointer.h"
 #include "fathom/checkpoint/safetensors.h"
 #include "fathom/checkpoint/state.h"

@@ -1,5 +1,5 @@
 # The libraries that ship without a CMake package, as imported targets: Fathom::openblas and
-# Fathom::cblas (OpenBLAS, preferring Debian's OpenMP build), and with FATHOM_LIBS_CUDA also
+# Fathom::cblas (OpenBLAS, preferring Debian's OpenMP build), Fathom::xxhash, and with FATHOM_LIBS_CUDA also
 # Fathom::cudnn and Fathom::nccl. Included by the build (FathomDeps.cmake) and, installed next
 # to FathomConfig.cmake, by the installed package: FathomTargets.cmake names these targets and
 # never a path, so the package finds the libraries again on the machine that uses it.
@@ -30,6 +30,11 @@ find_library(FATHOM_OPENBLAS_LIB NAMES openblas)  # no-op when found above
 # The library calls cblas_* (its own sources include cblas.h; no public header does).
 find_path(FATHOM_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread)
 _fathom_lib(Fathom::openblas FATHOM_OPENBLAS_LIB FATHOM_CBLAS_INCLUDE)
+
+# xxHash (XXH3-64, the checkpoint checksums; Debian: libxxhash-dev, which ships no CMake package).
+find_path(FATHOM_XXHASH_INCLUDE xxhash.h)
+find_library(FATHOM_XXHASH_LIB xxhash)
+_fathom_lib(Fathom::xxhash FATHOM_XXHASH_LIB FATHOM_XXHASH_INCLUDE)
 
 if(FATHOM_LIBS_CUDA)
   find_path(FATHOM_CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)

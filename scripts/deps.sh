@@ -4,7 +4,8 @@
 # the build uses it, otherwise Fathom builds CPU-only.
 set -euo pipefail
 PKGS=(build-essential cmake libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libprotobuf-dev
-      protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes zlib1g-dev)
+      protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes zlib1g-dev
+      libxxhash-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

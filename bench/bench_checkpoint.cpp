@@ -1,0 +1,203 @@
+// Checkpoint save and load throughput against the disk, measured in the same run on the same
+// bytes (docs/checkpoint.md):
+//   plain_write  each rank writes its share of the bytes to one file, sequentially, + fsync
+//   save_sync    Checkpointer::save, sync: write + XXH3 + fsync + manifest + rename, all ranks
+//   save_async   how long save() blocks the training loop (snapshot to host), and until wait()
+//   plain_read   each rank reads every plain file into fresh memory (what a load must read)
+//   load         Checkpointer::load_latest: every rank reads and verifies the replicated state
+//   xxh3         XXH3-64 over the state in memory
+// Reads start cold: the files' pages are dropped from the page cache (posix_fadvise) first.
+// GB/s = bytes / seconds, bytes = the whole state (plain_read, load: what one rank reads).
+// The sides alternate rep by rep (the machine may be shared) and the median is reported; the
+// loaded state is checked bitwise ("wrong" counts tensors that differ).
+//   bench_checkpoint [--mb 512] [--tensors 32] [--reps 3] [--dir DIR]   (alone or under mpirun)
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <fathom.h>
+
+#include "fathom/checkpoint/file_io.h"
+#include "fathom/checkpoint/format.h"
+
+using namespace fathom;
+namespace ci = fathom::checkpoint::internal;
+namespace fs = std::filesystem;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Drops a file's clean pages from the page cache, so the next read comes from the disk.
+void evict(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+void evict_tree(const std::string& dir) {
+  for (auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) evict(e.path().string());
+}
+
+void plain_write(const std::string& path, const char* data, size_t n) {
+  ci::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  FATHOM_CHECK(fd.get() >= 0, "bench: cannot create ", path);
+  const size_t chunk = size_t(8) << 20;
+  for (size_t at = 0; at < n; at += chunk) ci::write_all(fd.get(), data + at, std::min(chunk, n - at), path);
+  ci::fsync_fd(fd.get(), path);
+  fd.close(path);
+}
+
+size_t plain_read(const std::string& path) {
+  uint64_t size = 0;
+  ci::Fd fd = ci::open_regular(path, &size, path);
+  Tensor buf = empty({int64_t(size)}, DType::u8);  // fresh memory, as a load allocates
+  const size_t chunk = size_t(8) << 20;
+  char* p = static_cast<char*>(buf.data_ptr());
+  for (size_t at = 0; at < size; at += chunk)
+    ci::read_at(fd.get(), p + at, std::min<size_t>(chunk, size - at), at, path);
+  return size_t(size);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t mb = 512, tensors = 32;
+  int reps = 3;
+  std::string dir;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--mb") mb = std::atoll(argv[i + 1]);
+    else if (a == "--tensors") tensors = std::atoll(argv[i + 1]);
+    else if (a == "--reps") reps = std::atoi(argv[i + 1]);
+    else if (a == "--dir") dir = argv[i + 1];
+    else {
+      std::fprintf(stderr, "bench_checkpoint: unknown flag %s\n", a.c_str());
+      return 2;
+    }
+  }
+  comm::ProcessGroup& world = *comm::init().world;
+  const int rank = world.rank(), n = world.size();
+  if (dir.empty()) dir = (fs::temp_directory_path() / "fathom_bench_ckpt").string();
+  if (rank == 0) {
+    fs::remove_all(dir);
+    fs::create_directories(dir + "/plain");
+  }
+  world.barrier()->wait();
+
+  // The state: `tensors` f32 tensors of `mb` MB in all, replicated (data parallel), and a small
+  // per-rank part.
+  checkpoint::RankState s;
+  const int64_t per = (mb << 20) / 4 / tensors;
+  for (int64_t i = 0; i < tensors; ++i)
+    s.replicated["layer" + std::to_string(i)] = uniform({per}, -1, 1);
+  s.per_rank["rng"] = full({16}, double(rank), DType::i64);
+  const size_t bytes = size_t(per * 4 * tensors);
+  // The plain baseline writes the same bytes, this rank's 1/n share of them.
+  Tensor flat = empty({int64_t(bytes)}, DType::u8);
+  {
+    size_t at = 0;
+    for (auto& [name, t] : s.replicated) {
+      std::memcpy(static_cast<char*>(flat.data_ptr()) + at, t.data_ptr(), t.nbytes());
+      at += t.nbytes();
+    }
+  }
+  const size_t share = bytes / size_t(n), begin = share * size_t(rank);
+  const size_t mine = rank == n - 1 ? bytes - begin : share;
+  auto plain_path = [&](int r) { return dir + "/plain/rank_" + std::to_string(r) + ".bin"; };
+
+  checkpoint::Checkpointer sync_ckpt(dir + "/sync", world, checkpoint::CheckpointerOptions().async(false).keep(1));
+  checkpoint::Checkpointer async_ckpt(dir + "/async", world, checkpoint::CheckpointerOptions().async(true).keep(1));
+  // Untimed warm-up: files, the async snapshot buffer's pages.
+  async_ckpt.save(0, s);
+  async_ckpt.wait();
+
+  std::vector<double> t_plain_w, t_sync, t_block, t_async, t_plain_r, t_load, t_hash;
+  int wrong = 0;
+  for (int r = 0; r < reps; ++r) {
+    world.barrier()->wait();
+    double t0 = now();
+    plain_write(plain_path(rank), static_cast<const char*>(flat.data_ptr()) + begin, mine);
+    world.barrier()->wait();
+    t_plain_w.push_back(now() - t0);
+
+    t0 = now();
+    sync_ckpt.save(r + 1, s);
+    world.barrier()->wait();
+    t_sync.push_back(now() - t0);
+
+    world.barrier()->wait();
+    async_ckpt.save(r + 1, s);
+    t_block.push_back(async_ckpt.last_save_blocking_seconds());
+    t0 = now();
+    async_ckpt.wait();
+    t_async.push_back(t_block.back() + now() - t0);
+
+    for (int q = 0; q < n; ++q) evict(plain_path(q));
+    evict_tree(dir + "/sync");
+    world.barrier()->wait();
+    t0 = now();
+    for (int q = 0; q < n; ++q) plain_read(plain_path(q));
+    world.barrier()->wait();
+    t_plain_r.push_back(now() - t0);
+
+    world.barrier()->wait();
+    t0 = now();
+    auto l = sync_ckpt.load_latest();
+    world.barrier()->wait();
+    t_load.push_back(now() - t0);
+    for (auto& [name, t] : s.replicated)
+      wrong += !l || std::memcmp(l->replicated.at(name).data_ptr(), t.data_ptr(), t.nbytes()) != 0;
+
+    t0 = now();
+    volatile uint64_t h = ci::xxh3(flat.data_ptr(), bytes);
+    (void)h;
+    t_hash.push_back(now() - t0);
+  }
+
+  if (rank == 0) {
+    const double gb = double(bytes) / 1e9;
+    const double pw = median(t_plain_w), sw = median(t_sync), blk = median(t_block),
+                 as = median(t_async), pr = median(t_plain_r), ld = median(t_load),
+                 hs = median(t_hash);
+    auto line = [&](const char* op, double t, const char* extra) {
+      std::printf("{\"bench\":\"checkpoint\",\"op\":\"%s\",\"bytes\":%zu,\"world\":%d,\"tensors\":%lld,"
+                  "\"time_s\":%.4f,\"gbs\":%.3f%s,\"wrong\":%d}\n",
+                  op, bytes, n, static_cast<long long>(tensors), t, gb / t, extra, wrong);
+    };
+    char buf[160];
+    line("plain_write", pw, "");
+    std::snprintf(buf, sizeof buf, ",\"ratio_vs_plain\":%.3f", pw / sw);
+    line("save_sync", sw, buf);
+    std::snprintf(buf, sizeof buf, ",\"block_s\":%.4f,\"block_vs_sync\":%.4f", blk, blk / sw);
+    line("save_async", as, buf);
+    line("plain_read", pr, "");
+    std::snprintf(buf, sizeof buf, ",\"ratio_vs_plain\":%.3f", pr / ld);
+    line("load", ld, buf);
+    line("xxh3", hs, "");
+    std::fprintf(stderr, "bench_checkpoint: %zu MB in %lld tensors, %d rank%s, dir %s, median of %d\n",
+                 bytes >> 20, static_cast<long long>(tensors), n, n == 1 ? "" : "s", dir.c_str(), reps);
+  }
+  world.barrier()->wait();
+  if (rank == 0) fs::remove_all(dir);
+  return wrong == 0 ? 0 : 1;
+}
