@@ -20,6 +20,15 @@ struct Value {
   std::vector<Value> array;                            // Kind::array
   std::vector<std::pair<std::string, Value>> object;   // Kind::object, in file order, unique keys
 
+  // Out of line (json.cpp), where Value is complete: clang instantiates the vector of
+  // pair<string, Value> members at the class's end otherwise, and fails on the incomplete pair.
+  Value();
+  Value(const Value&);
+  Value(Value&&) noexcept;
+  Value& operator=(const Value&);
+  Value& operator=(Value&&) noexcept;
+  ~Value();
+
   const char* kind_name() const;
 };
 

@@ -22,6 +22,7 @@ victims=$(printf "%s\n" 0 $((np - 1)) | sort -u)
 for point in data done manifest rename; do
   for victim in $victims; do
     echo "== kill rank $victim at '$point' (of $np)"
+    echo step_00000001 > "$dir/latest"  # as init left it (a surviving save2 moved it on)
     FATHOM_CHECKPOINT_TEST_KILL=$point FATHOM_CHECKPOINT_TEST_KILL_RANK=$victim launch save2 \
       > "$dir.out" 2>&1
     rc=$?
