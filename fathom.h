@@ -26,3 +26,4 @@
 #include "fathom/parallel/ddp.h"
 #include "fathom/checkpoint/safetensors.h"
 #include "fathom/checkpoint/state.h"
+#include "fathom/checkpoint/train_state.h"
