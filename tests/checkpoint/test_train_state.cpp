@@ -39,6 +39,7 @@ Run resumed(const LoopConfig& c, int64_t save_at, const LeaveOut& leave_out = {}
     Loop first(c, comm::init().world, kSteps);
     for (int64_t s = 0; s < save_at; ++s) r.losses.push_back(first.step(s));
     saved = snapshot(checkpoint::collect(first.ts));
+    CHECK(saved.replicated.at("loader.batch").item<int64_t>() != 0);  // saved mid-epoch
   }  // the first process ends here
   Loop again(c, comm::init().world, kSteps);
   checkpoint::TrainState restored = again.ts;
@@ -75,6 +76,8 @@ void expect_exact_resume(const LoopConfig& c, int64_t save_at) {
     CHECK(a.final_state.per_rank.count(k));
   if (c.compress != "none") CHECK(a.final_state.per_rank.count("ddp.residual.fc1.weight"));
   if (is_half(c.dtype)) CHECK(a.final_state.replicated.count("optim.fc1.weight.master"));
+  if (c.inf_step >= 0) CHECK(a.final_state.replicated.at("scaler.skipped").item<double>() >= 1);
+  CHECK(a.final_state.replicated.at("loader.epoch").item<int64_t>() == 1);  // crossed into epoch 1
 }
 
 void erase_prefix(nn::StateDict& d, const std::string& prefix) {

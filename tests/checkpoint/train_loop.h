@@ -39,12 +39,12 @@ class ResumeNet : public nn::Module {
   std::shared_ptr<nn::Dropout> drop1, drop2;
 };
 
-// 80 samples, global batch 16: 5 batches an epoch, so a 10-step run saved at step 4 or 5 is
-// mid-epoch and its second half crosses into the next epoch.
+// 96 samples, global batch 16: 6 batches an epoch, so a 10-step run saved after step 1, 4 or 5
+// is mid-epoch and its second half crosses into the next epoch.
 inline std::shared_ptr<data::TensorDataset> resume_dataset() {
   Generator g(77);
-  Tensor x = randn({80, 12}, kFloat32, &g);
-  Tensor y = ops::to(uniform({80}, 0, 5, kFloat32, &g), kInt64);
+  Tensor x = randn({96, 12}, kFloat32, &g);
+  Tensor y = ops::to(uniform({96}, 0, 5, kFloat32, &g), kInt64);
   return std::make_shared<data::TensorDataset>(x, y);
 }
 
