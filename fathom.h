@@ -27,3 +27,4 @@
 #include "fathom/checkpoint/checkpointer.h"
 #include "fathom/checkpoint/safetensors.h"
 #include "fathom/checkpoint/state.h"
+#include "fathom/checkpoint/train_state.h"

@@ -21,8 +21,13 @@ class Compressor {
   virtual void finish(int key, const Tensor& grad) = 0;
   // Advances to the next step (all keys of one step share a step number).
   virtual void next_step() = 0;
-  // Error-feedback residual of a key (undefined when none), so a caller that re-buckets can move
-  // it; set_residual replaces it.
+  // The step number, which picks the mask (the same on every rank); set_step resumes it, so a
+  // restarted run sends the same positions an uninterrupted one would.
+  virtual uint64_t step() const = 0;
+  virtual void set_step(uint64_t step) = 0;
+  // Error-feedback residual of a key (undefined when none), so a caller that re-buckets or
+  // checkpoints can move it; set_residual replaces it. Together with step() this is all the
+  // state a compressor carries from one step to the next.
   virtual Tensor residual(int key) const = 0;
   virtual void set_residual(int key, Tensor r) = 0;
 };
@@ -37,9 +42,10 @@ class Sparse24Compressor : public Compressor {
   WorkPtr start(ProcessGroup& pg, int key, const Tensor& grad) override;
   void finish(int key, const Tensor& grad) override;
   void next_step() override { ++step_; }
+  uint64_t step() const override { return step_; }
+  void set_step(uint64_t step) override { step_ = step; }
   Tensor residual(int key) const override;
   void set_residual(int key, Tensor r) override;
-  uint64_t step() const { return step_; }
 
  private:
   struct Slot {

@@ -94,10 +94,14 @@ Batch DataLoader::next() {
   return std::move(item.batch);
 }
 
-void DataLoader::set_position(LoaderPosition p) {
+void DataLoader::check_position(LoaderPosition p) const {
   FATHOM_CHECK(p.epoch >= 0 && p.batch >= 0 && p.batch < batches_per_epoch_,
                "DataLoader: position (epoch ", p.epoch, ", batch ", p.batch,
                ") is outside an epoch of ", batches_per_epoch_, " batches");
+}
+
+void DataLoader::set_position(LoaderPosition p) {
+  check_position(p);
   stop_worker();
   pos_ = p;
 }

@@ -56,6 +56,8 @@ class DataLoader {
   LoaderPosition position() const { return pos_; }
   // Drops batches loaded ahead and restarts from p.
   void set_position(LoaderPosition p);
+  // set_position's check alone: throws for a position outside an epoch, changes nothing.
+  void check_position(LoaderPosition p) const;
   void set_epoch(int64_t epoch) { set_position({epoch, 0}); }
 
   // Range-for over the rest of the current epoch: from position() to the epoch's last batch.

@@ -47,11 +47,20 @@ std::map<std::string, double> GradScaler::state_dict() const {
   return {{"scale", scale_}, {"growth_tracker", double(growth_tracker_)}, {"skipped", double(skipped_)}};
 }
 
-void GradScaler::load_state_dict(const std::map<std::string, double>& s) {
+void GradScaler::check_state_dict(const std::map<std::string, double>& s) const {
   for (const char* k : {"scale", "growth_tracker", "skipped"})
     FATHOM_CHECK(s.count(k), "GradScaler: state lacks '", k, "'");
+  FATHOM_CHECK(s.size() == 3, "GradScaler: state has ", s.size() - 3, " entries besides scale, "
+               "growth_tracker and skipped");
   FATHOM_CHECK(s.at("scale") > 0 && std::isfinite(s.at("scale")), "GradScaler: saved scale ",
                s.at("scale"), " is not a positive finite number");
+  for (const char* k : {"growth_tracker", "skipped"})
+    FATHOM_CHECK(s.at(k) >= 0 && s.at(k) == std::floor(s.at(k)), "GradScaler: saved ", k, " ",
+                 s.at(k), " is not a count");
+}
+
+void GradScaler::load_state_dict(const std::map<std::string, double>& s) {
+  check_state_dict(s);
   scale_ = s.at("scale");
   growth_tracker_ = int64_t(s.at("growth_tracker"));
   skipped_ = int64_t(s.at("skipped"));

@@ -45,6 +45,8 @@ class GradScaler {
   // scale, growth tracker and skipped count: what a checkpoint must save.
   std::map<std::string, double> state_dict() const;
   void load_state_dict(const std::map<std::string, double>& s);
+  // load_state_dict's checks alone: throws what it would throw, changes nothing.
+  void check_state_dict(const std::map<std::string, double>& s) const;
 
  private:
   GradScalerOptions o_;

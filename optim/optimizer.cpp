@@ -150,13 +150,12 @@ std::map<std::string, Tensor> Optimizer::state_dict() const {
   return out;
 }
 
-void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
+void Optimizer::check_state_dict(const std::map<std::string, Tensor>& state) const {
   auto step_it = state.find("step");
   FATHOM_CHECK(step_it != state.end() && step_it->second.numel() == 1, kind_,
                ": state has no 'step' entry");
   size_t used = 1;
   // Groups first: their options must match this optimizer's, except lr, which is restored.
-  std::vector<double> lrs;
   FATHOM_CHECK(!state.count(group_key(groups_.size(), "options")), kind_, ": the state has more "
                "param groups than this optimizer's ", groups_.size());
   for (size_t g = 0; g < groups_.size(); ++g) {
@@ -175,37 +174,47 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
       FATHOM_CHECK(saved[k] == fields[k].second, kind_, ": param group ", g, " option ", fields[k].first,
                    " is ", saved[k], " in the state but ", fields[k].second, " in this optimizer");
     FATHOM_CHECK(saved[0] >= 0, kind_, ": state's param group ", g, " lr ", saved[0], " is negative");
-    lrs.push_back(saved[0]);
     used += 2;
   }
+  for (const auto& [n, p] : params_) {
+    for (const char* field : {"master", "exp_avg", "exp_avg_sq"}) {
+      auto it = state.find(n + "." + field);
+      if (it == state.end()) continue;
+      FATHOM_CHECK(it->second.shape() == p.shape() && it->second.dtype() == DType::f32, kind_,
+                   ": state '", it->first, "' is ", it->second.desc(), ", expected ",
+                   shape_str(p.shape()), " f32");
+      ++used;
+    }
+    if (auto it = state.find(n + ".step"); it != state.end()) {
+      FATHOM_CHECK(it->second.numel() == 1, kind_, ": state '", it->first, "' must be one number");
+      ++used;
+    }
+  }
+  FATHOM_CHECK(used == state.size(), kind_, ": state has ", state.size() - used,
+               " entries that match no parameter or param group of this optimizer");
+}
+
+void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
+  check_state_dict(state);
   std::vector<State> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [n, p] = params_[i];
     auto take = [&](const char* field, Tensor& into) {
       auto it = state.find(n + "." + field);
       if (it == state.end()) return;
-      FATHOM_CHECK(it->second.shape() == p.shape() && it->second.dtype() == DType::f32, kind_,
-                   ": state '", it->first, "' is ", it->second.desc(), ", expected ",
-                   shape_str(p.shape()), " f32");
       into = ops::contiguous(ops::to(it->second, p.device()));
       if (into.is_same(it->second)) into = ops::clone(into);
-      ++used;
     };
     take("master", next[i].master);
     take("exp_avg", next[i].exp_avg);
     take("exp_avg_sq", next[i].exp_avg_sq);
-    if (auto it = state.find(n + ".step"); it != state.end()) {
-      FATHOM_CHECK(it->second.numel() == 1, kind_, ": state '", it->first, "' must be one number");
-      next[i].step = it->second.item<int64_t>();
-      ++used;
-    }
+    if (auto it = state.find(n + ".step"); it != state.end()) next[i].step = it->second.item<int64_t>();
     next[i].grad_source = state_[i].grad_source;
   }
-  FATHOM_CHECK(used == state.size(), kind_, ": state has ", state.size() - used,
-               " entries that match no parameter or param group of this optimizer");
   state_ = std::move(next);
-  step_count_ = step_it->second.item<int64_t>();
-  for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options_->set_lr(lrs[g]);
+  step_count_ = state.at("step").item<int64_t>();
+  for (size_t g = 0; g < groups_.size(); ++g)
+    groups_[g].options_->set_lr(to_vector(state.at(group_key(g, "options")))[0]);
 }
 
 namespace {

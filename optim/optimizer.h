@@ -60,6 +60,8 @@ class Optimizer {
   // grouping or other options (lr aside, which it restores) is an error.
   std::map<std::string, Tensor> state_dict() const;
   void load_state_dict(const std::map<std::string, Tensor>& state);
+  // load_state_dict's checks alone: throws what it would throw, changes nothing.
+  void check_state_dict(const std::map<std::string, Tensor>& state) const;
 
   // The warning about never-stepped parameters, once given; empty before.
   const std::string& unused_warning() const { return unused_warning_; }

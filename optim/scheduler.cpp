@@ -41,20 +41,21 @@ std::map<std::string, double> LRScheduler::state_dict() const {
   return s;
 }
 
-void LRScheduler::load_state_dict(const std::map<std::string, double>& s) {
+void LRScheduler::check_state_dict(const std::map<std::string, double>& s) const {
   FATHOM_CHECK(s.count("step") && s.at("step") >= 0, kind_, ": state lacks a 'step' >= 0");
   FATHOM_CHECK(s.size() == base_lrs_.size() + 1, kind_, ": state has ", s.size() - 1,
                " entries besides 'step', expected base_lr.<group> for ", base_lrs_.size(), " param groups");
-  std::vector<double> base;
   for (size_t g = 0; g < base_lrs_.size(); ++g) {
     auto it = s.find("base_lr." + std::to_string(g));
     FATHOM_CHECK(it != s.end() && it->second >= 0, kind_, ": state lacks 'base_lr.", g, "' >= 0");
-    base.push_back(it->second);
   }
-  int64_t step = int64_t(s.at("step"));
-  factor(step);  // throws for a step this scheduler cannot reach, before anything changes
-  base_lrs_ = std::move(base);
-  step_ = step;
+  factor(int64_t(s.at("step")));  // throws for a step this scheduler cannot reach
+}
+
+void LRScheduler::load_state_dict(const std::map<std::string, double>& s) {
+  check_state_dict(s);
+  for (size_t g = 0; g < base_lrs_.size(); ++g) base_lrs_[g] = s.at("base_lr." + std::to_string(g));
+  step_ = int64_t(s.at("step"));
   apply();
 }
 

@@ -33,6 +33,8 @@ class LRScheduler {
   // and sets the lrs for the restored step.
   std::map<std::string, double> state_dict() const;
   void load_state_dict(const std::map<std::string, double>& s);
+  // load_state_dict's checks alone: throws what it would throw, changes nothing.
+  void check_state_dict(const std::map<std::string, double>& s) const;
 
  protected:
   LRScheduler(Optimizer& opt, const char* kind);

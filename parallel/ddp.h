@@ -19,6 +19,7 @@
 // in the same order. docs/ddp.md has the design and the measurements.
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,6 +102,32 @@ class DistributedDataParallel {
   const DDPStepStats& last_step() const { return stats_; }
   // Parameter names of each bucket, in launch order.
   std::vector<std::vector<std::string>> bucket_layout() const;
+
+  // This rank's state for an exact resume (docs/checkpoint_state.md): what a fresh DDP built by
+  // the same constructor would otherwise lose. Keys:
+  //   "params"        i64, a hash of the parameter names (the indices below refer to them)
+  //   "order"         i64 [P], parameter indices in bucket order (the layout learned from the
+  //                   first step's gradient-ready order; the same on every rank)
+  //   "rebuilt"       i64 0/1; before the rebuild, "ready_order" i64 [P] holds the order seen
+  //   "step"          i64, synchronized steps taken (last_step().step)
+  //   with a compressor: "compressor.step" i64 (its mask phase) and "residual.<param>" f32
+  //   [numel] per parameter (error feedback, keyed by parameter so no bucket layout is implied).
+  // Between steps only: after a backward under no_sync, whose gradients wait in the buckets
+  // for a synchronized one, state_dict() refuses.
+  nn::StateDict state_dict() const;
+  // Every problem with `state` at once (missing and unexpected keys, shapes, dtypes, another
+  // model or compression setting); changes nothing.
+  void check_state_dict(const nn::StateDict& state) const;
+  // check_state_dict, then rebuilds the buckets in the saved order and restores the steps and
+  // residuals. No collective: every rank loads its own.
+  void load_state_dict(const nn::StateDict& state);
+  // For a resume on another number of ranks: this rank's state made from the saved ranks'
+  // (read(r) returns saved rank r's state_dict(), r < saved_world, each read once). The layout
+  // and steps are saved rank 0's (they agree across ranks); each parameter's residual is the
+  // mean of the saved ranks' residuals, which keeps the mean residual over ranks (what error
+  // feedback still owes the averaged gradient) as it was. Load the result with load_state_dict.
+  nn::StateDict reshard_state_dict(int saved_world,
+                                   const std::function<nn::StateDict(int)>& read) const;
 
  private:
   struct Param {

@@ -2,6 +2,8 @@
 #  - checkpoint_tests: the cases without MPI (safetensors, the format helpers).
 #  - The [checkpointer] cases alone (MPI singleton) and under mpirun with 2 and 4 ranks (4
 #    oversubscribes the cores); the [cuda] cases as a test of their own.
+#  - The resume cases ([ranks]: train_state under DDP) under mpirun with 2 and 4 ranks ([np4]:
+#    those that need 4).
 #  - crash_save: kill -9 during a save leaves the previous checkpoint loadable (1 and 2 ranks).
 #  - fuzz_checkpoint: libFuzzer over the manifest and safetensors readers, when clang is there.
 # Tests that start MPI get detect_leaks=0 under sanitizers (Open MPI leaves memory at exit, see
@@ -10,7 +12,7 @@ set(_ckpt_env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     OMPI_MCA_rmaps_base_oversubscribe=1 FATHOM_COMM_TIMEOUT=120)
 set(_ckpt_mpi_tests "")
 
-add_test(NAME checkpoint_tests COMMAND checkpoint_tests "~[cuda]~[checkpointer]")
+add_test(NAME checkpoint_tests COMMAND checkpoint_tests "~[cuda]~[checkpointer]~[ranks]")
 set_tests_properties(checkpoint_tests PROPERTIES TIMEOUT 300 LABELS checkpoint)
 add_test(NAME checkpoint_tests_np1 COMMAND checkpoint_tests "[checkpointer]~[cuda]")
 add_test(NAME checkpoint_tests_cuda COMMAND checkpoint_tests "[cuda]")
@@ -18,9 +20,14 @@ set_tests_properties(checkpoint_tests_cuda PROPERTIES ENVIRONMENT "${_ckpt_env};
   SKIP_RETURN_CODE ${FATHOM_TEST_SKIP_CODE} LABELS "checkpoint;cuda")
 list(APPEND _ckpt_mpi_tests checkpoint_tests_np1 checkpoint_tests_cuda)
 foreach(np 2 4)
+  if(np EQUAL 2)
+    set(_spec "[checkpointer]~[cuda],[ranks]~[np4]")
+  else()
+    set(_spec "[checkpointer]~[cuda],[ranks]")
+  endif()
   add_test(NAME checkpoint_tests_np${np}
     COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} --oversubscribe
-            $<TARGET_FILE:checkpoint_tests> "[checkpointer]~[cuda]" ${MPIEXEC_POSTFLAGS})
+            $<TARGET_FILE:checkpoint_tests> ${_spec} ${MPIEXEC_POSTFLAGS})
   list(APPEND _ckpt_mpi_tests checkpoint_tests_np${np})
 endforeach()
 set_tests_properties(checkpoint_tests_np1 checkpoint_tests_np2 checkpoint_tests_np4 PROPERTIES
