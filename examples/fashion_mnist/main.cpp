@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
       .add("dtype", "f32", "f32, bf16 or f16 (f16 uses dynamic loss scaling)")
       .add("compress", "none", "gradient compression: none, 24 (2:4 sparse) or 24-bf16")
       .add("data", data::kFashionMnistDir, "directory with the IDX files")
+      .add("max-steps", "0", "stop after this many steps in all (0: train every epoch to the end)")
       .add("log-every", "100", "print the training loss every N steps (0: only per epoch)")
       .add("all-ranks", "false", "print from every rank, not only rank 0")
       .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl")
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
       .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)");
   flags.parse(argc, argv);
   int64_t epochs = flags.nonneg_i64("epochs"), batch = flags.positive_i64("batch");
-  int64_t log_every = flags.nonneg_i64("log-every");
+  int64_t log_every = flags.nonneg_i64("log-every"), max_steps = flags.nonneg_i64("max-steps");
   double lr = flags.positive_f64("lr"), wd = flags.nonneg_f64("weight-decay");
   std::string schedule = flags.str("schedule");
   if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
 
     data::DataLoader loader(train_set, data::DataLoaderOptions(batch).seed(uint64_t(flags.i64("seed"))).rank(rank).world(world));
     int64_t steps_per_epoch = loader.batches_per_epoch(), total = epochs * steps_per_epoch;
+    if (max_steps > 0) total = std::min(total, max_steps);
     std::unique_ptr<optim::LRScheduler> sched;
     if (schedule == "cosine") sched = std::make_unique<optim::CosineLR>(opt, 0, total);
     else sched = std::make_unique<optim::ConstantLR>(opt);
@@ -102,11 +104,13 @@ int main(int argc, char** argv) {
                   (long long)steps_per_epoch, dtype_name(dt), dev.str().c_str(),
                   dopt.compressor() ? dopt.compressor()->name().c_str() : "none");
 
-    for (int64_t ep = 1; ep <= epochs; ++ep) {
+    for (int64_t ep = 1; (ep - 1) * steps_per_epoch < total; ++ep) {
+      // The last epoch is cut short when --max-steps ends the run inside it.
+      int64_t steps = std::min(steps_per_epoch, total - (ep - 1) * steps_per_epoch);
       auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0, window_loss = 0;
       uint64_t bytes = 0, bytes_plain = 0;
-      for (int64_t b = 0; b < steps_per_epoch; ++b) {
+      for (int64_t b = 0; b < steps; ++b) {
         auto [images, labels] = loader.next();
         Tensor x = images.to(dev).to(dt);
         Tensor y = labels.to(dev);
@@ -130,14 +134,14 @@ int main(int argc, char** argv) {
       }
       double dt_s = seconds_since(t0);
       // The epoch's loss averaged over every rank's shard.
-      Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps_per_epoch)}, {1});
+      Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps)}, {1});
       info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
       double acc = evaluate(*model, test_set, dev, dt);
       if (talk) {
         std::printf("epoch=%lld loss=%.4f samples_per_s=%.0f test_acc=%.4f", (long long)ep,
-                    mean_loss.item<double>(), double(steps_per_epoch * batch) / dt_s, acc);
+                    mean_loss.item<double>(), double(steps * batch) / dt_s, acc);
         if (world > 1)
-          std::printf(" bytes_per_step=%.0f (%.1f%% of uncompressed)", double(bytes) / double(steps_per_epoch),
+          std::printf(" bytes_per_step=%.0f (%.1f%% of uncompressed)", double(bytes) / double(steps),
                       100.0 * double(bytes) / double(std::max<uint64_t>(bytes_plain, 1)));
         if (dt == DType::f16) std::printf(" skipped_steps=%lld loss_scale=%.0f", (long long)scaler.skipped_steps(), scaler.get_scale());
         std::printf("\n");
