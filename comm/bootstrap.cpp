@@ -8,6 +8,7 @@
 
 #include "fathom/comm/comm.h"
 #include "fathom/comm/group_state.h"
+#include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
 #include "fathom/comm/side_channel.h"
 #include "fathom/comm/watchdog.h"
@@ -127,6 +128,7 @@ std::shared_ptr<ProcessGroup> make_world(int rank, int size, double timeout) {
   FATHOM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &st->side), "comm::init: MPI_Comm_dup");
   MPI_Comm_set_errhandler(st->comm, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(st->side, MPI_ERRORS_RETURN);
+  st->shm_check = ShmAgreement::open(st->comm, rank, size);
   auto pg = std::make_shared<ProcessGroup>(st);
   register_group(pg);
   return pg;
@@ -328,6 +330,14 @@ void finalize() {
   // It is marked (kFinalBarrier): a peer still in a collective gets, at once from the
   // agreement check, an error saying this rank is exiting.
   r.finalizing = true;
+  // And it says so over the side channel: a peer blocked in a call this rank never made (a
+  // recv from it, a sub-group's collective) asks it, and fails naming it instead of waiting
+  // for the timeout (watchdog.cpp). Not confirmed: queued on each socket is enough.
+  if (r.info.world_size > 1 && internal::side_channel_open()) {
+    internal::Notice exiting;
+    exiting.kind = internal::NoticeKind::exiting;
+    internal::notify_peers(exiting, 1.0, false);
+  }
   try {
     r.info.world->barrier()->wait();
   } catch (const std::exception& e) {

@@ -45,14 +45,16 @@ bool is_initialized();
 void finalize();
 
 // Ends the whole job because this rank cannot go on: prints "[rank R] <reason>" to stderr,
-// tells every other rank over the watchdog's side channel (each prints "[rank P] rank R is
-// failing: <reason>" and exits within a watchdog tick, 50 ms), waits up to 3 s for them to
-// confirm, then MPI_Abort(1). Call it from a catch block instead of returning an error from
-// main: a rank that just exits leaves its peers waiting in their next collective (it ends
-// at once only if the peers reach a collective, where the agreement check sees finalize's
-// barrier). Before init (or after finalize) it prints and exits with status 1. init()
-// installs a std::terminate handler that does the same for an exception nobody caught.
-[[noreturn]] void abort(const std::string& reason);
+// tells every other rank over the watchdog's side channel (each prints "[rank P] DeepComm:
+// rank R is failing: <reason> (ending this rank too)" and exits within a watchdog tick,
+// 50 ms, with the same code), waits up to 3 s for them to confirm, then MPI_Abort(exit_code)
+// (a job of one process just exits). Call it from a catch block instead of returning an error
+// from main, so the peers learn why. A rank that just returns or exits ends the job too, in
+// seconds rather than at the timeout (comm::finalize tells the peers it is exiting; a peer
+// waiting for a call it will never make fails naming it), but without its reason. Before
+// init (or after finalize) it prints and exits with `exit_code`. init() installs a
+// std::terminate handler that does the same for an exception nobody caught.
+[[noreturn]] void abort(const std::string& reason, int exit_code = 1);
 
 // For errors about a setting every rank must share: "\n  <what>: rank 0 <v0>, rank 1 <v1>, ..."
 // when the ranks' values (one per rank, in rank order) differ; "" when they all agree.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
 
 namespace fathom::comm::internal {
@@ -79,6 +80,25 @@ void key_fields(const Fingerprint& f, int64_t* out) {
                            k == OpKind::broadcast ? f.peer : -1,
                            f.tag};
   std::copy(v, v + kKeyFields, out);
+}
+
+std::string p2p_mismatch(const Call& c, const Fingerprint& theirs, const GroupState& st) {
+  bool ok = OpKind(theirs.kind) == OpKind::send && theirs.dtype == c.fp.dtype &&
+            theirs.numel == c.fp.numel && theirs.device == c.fp.device;
+  if (ok && c.debug)
+    ok = theirs.ndim == c.fp.ndim &&
+         std::equal(theirs.dims, theirs.dims + std::min<int>(theirs.ndim, 6), c.fp.dims);
+  if (ok) return "";
+  bool drained = !theirs.device && OpKind(theirs.kind) == OpKind::send;
+  return fathom::detail::concat(
+      "DeepComm check failed on ", st.where(), ": send/recv mismatch: ", st.rank_name(c.peer),
+      " called ", describe(theirs), " (its p2p seq ", theirs.seq, ") but ", st.rank_name(st.rank),
+      " called ", c.desc, " (p2p seq ", c.seq,
+      "). A send and its recv must agree in dtype, element count and device",
+      c.debug ? " (in debug mode: shape)" : "", ". ",
+      drained ? "The message was received into a scratch buffer and dropped; the recv's tensor is "
+                "unchanged."
+              : "The recv's tensor is unchanged.");
 }
 
 // One message for calls that differ: the ranks grouped by what they called, e.g.
@@ -196,6 +216,7 @@ PeerStatus GroupState::status_for(int64_t seq) const {
   std::lock_guard<std::mutex> lk(mu_);
   s.issued_seq = coll_seq_;
   s.pending = int32_t(pending_.size());
+  for (const auto& [id, r] : pending_) s.pending_p2p += r.p2p;
   const History& last = history_[coll_seq_ % history_.size()];
   if (coll_seq_ > 0 && last.seq == coll_seq_) copy_desc(s.issued_desc, last.desc);
   for (const auto& [id, r] : pending_) {
@@ -224,6 +245,17 @@ std::optional<Overdue> GroupState::overdue(Clock::time_point now) const {
     if (running > limit) return Overdue{id, r.seq, r.p2p, r.peer, r.desc, running};
   }
   return std::nullopt;
+}
+
+std::vector<Overdue> GroupState::running_for(Clock::time_point now, double min_s) const {
+  std::vector<Overdue> out;
+  std::lock_guard<std::mutex> lk(mu_);
+  for (const auto& [id, r] : pending_) {
+    if (!r.started) continue;
+    double running = std::chrono::duration<double>(now - r.start).count();
+    if (running >= min_s) out.push_back({id, r.seq, r.p2p, r.peer, r.desc, running});
+  }
+  return out;
 }
 
 int64_t GroupState::last_seq() const {

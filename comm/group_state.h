@@ -64,7 +64,15 @@ struct Call {
   Fingerprint fp;
   std::string desc;
   std::function<void()> body;  // split and internal calls run this on the comm thread
+  // A CUDA call's host step (nccl_backend.cpp), queued on the MPI backend in call order: the
+  // comm thread checks it (agreement check for a collective, the header for send/recv), then
+  // runs this to enqueue it on the NCCL stream; for a recv it gets the sender's header. The
+  // NCCL backend then owns the pending record (finished when its event completes).
+  std::function<void(const Fingerprint* sender)> nccl_enqueue;
 };
+// Whether a recv can take the message that `sender` announced: "" when dtype, element count
+// and device agree (in debug mode, the shape too), else the error naming both calls.
+std::string p2p_mismatch(const Call& recv, const Fingerprint& sender, const GroupState& st);
 
 // This rank's answer to a peer's watchdog. Fixed-size, sent as bytes.
 struct PeerStatus {
@@ -72,6 +80,7 @@ struct PeerStatus {
   int64_t oldest_seq = -1;  // oldest unfinished collective, -1 when all are done
   double oldest_for_s = 0;  // how long that one has been running (0 while queued)
   int32_t pending = 0;      // unfinished calls, send/recv included
+  int32_t pending_p2p = 0;  // unfinished sends and recvs
   uint8_t oldest_started = 0;
   uint8_t known_at_query = 0;  // desc_at_query is filled
   char issued_desc[96] = {};
@@ -114,6 +123,7 @@ class Backend {
 };
 
 struct GroupState;
+class ShmAgreement;
 // The error for calls that differ: every rank's call (`all`, by group rank), grouped.
 std::string mismatch_message(const std::vector<Fingerprint>& all, int64_t seq,
                              const GroupState& st, bool debug_check);
@@ -124,7 +134,10 @@ struct GroupState {
   uint64_t key = 1;                            // the same on every member; names it to peers
   std::vector<int> world_ranks;                // group rank -> world rank
   MPI_Comm comm = MPI_COMM_NULL;               // the collectives
-  MPI_Comm side = MPI_COMM_NULL;               // debug-mode fingerprints only
+  MPI_Comm side = MPI_COMM_NULL;               // send headers, fingerprints on a mismatch
+  // The agreement check through shared memory (mpi_agreement.h) when every member is on this
+  // node; null: through an MPI_Allreduce on `comm`. Used by the comm thread only.
+  std::unique_ptr<ShmAgreement> shm_check;
   std::atomic<double> timeout_s{600};
   std::atomic<bool> closed{false};
   // Held from numbering a call to queueing it, so that when several threads issue calls on
@@ -163,6 +176,8 @@ struct GroupState {
   void finished(uint64_t id, bool ok);
   PeerStatus status_for(int64_t seq) const;
   std::optional<Overdue> overdue(Clock::time_point now) const;
+  // Every call that began running at least `min_s` seconds before `now`.
+  std::vector<Overdue> running_for(Clock::time_point now, double min_s) const;
   int64_t last_seq() const;
 
   CommStats stats() const;

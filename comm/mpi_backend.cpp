@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "fathom/comm/comm.h"
+#include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
 #include "fathom/core/ops/elementwise.h"
 
@@ -102,7 +103,8 @@ void MpiBackend::sleep_until_woken(int timeout_us) {
 }
 
 WorkPtr MpiBackend::submit(Call c) {
-  bool p2p = c.p2p;
+  // CUDA sends and recvs take the ordered path: their host step must keep the call order.
+  bool p2p = c.p2p && !c.nccl_enqueue;
   auto work = p2p ? std::make_shared<MpiWork>() : std::make_shared<MpiWork>(weak_from_this());
   bool now = false;
   {
@@ -166,17 +168,6 @@ void MpiBackend::run_collective(OpKind kind, uint64_t extra,
   work->wait();
 }
 
-void MpiBackend::check_call(const Call& c) {
-  Call check;
-  check.kind = c.kind;
-  check.seq = c.seq;
-  check.fp = c.fp;
-  check.desc = c.desc;
-  check.debug = true;
-  check.body = [] {};  // the fingerprint exchange is all; id 0 keeps it out of the records
-  submit(std::move(check))->wait();
-}
-
 void MpiBackend::run_inline(const MpiWork* work) {
   Task task;
   bool wake = false;
@@ -196,7 +187,7 @@ void MpiBackend::run_inline(const MpiWork* work) {
   }
   if (wake) wake_now();
   if (!task.work) return;
-  run_collective_task(task);
+  run_collective_task(task, {});  // the comm thread keeps progressing sends and recvs
   bool more;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -208,16 +199,17 @@ void MpiBackend::run_inline(const MpiWork* work) {
   if (more) wake_now();
 }
 
-void MpiBackend::run_collective_task(Task& task) {
+void MpiBackend::run_collective_task(Task& task, const std::function<void()>& idle) {
   Call& c = task.call;
   st_->started(c.id);
   std::exception_ptr err;
   try {
-    execute(c);
+    execute(c, idle);
   } catch (...) {
     err = std::current_exception();
   }
-  st_->finished(c.id, !err);
+  // A CUDA call that reached its stream is the NCCL backend's to finish.
+  if (err || !c.nccl_enqueue) st_->finished(c.id, !err);
   task.work->finish(err);
 }
 
@@ -290,25 +282,15 @@ void start_p2p(P2p& p, GroupState& st) {
   post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
 }
 
-// The sender's fingerprint arrived: compare dtype and count (debug mode: the shape too), then
-// post the receive.
+// The sender's fingerprint arrived: check it (p2p_mismatch), then post the receive.
 void on_fingerprint(P2p& p, GroupState& st) {
   const Call& c = p.call;
   const Fingerprint& theirs = *p.fp;
-  bool ok = OpKind(theirs.kind) == OpKind::send && theirs.dtype == c.fp.dtype &&
-            theirs.numel == c.fp.numel;
-  if (ok && c.debug)
-    ok = theirs.ndim == c.fp.ndim &&
-         std::equal(theirs.dims, theirs.dims + std::min<int>(theirs.ndim, 6), c.fp.dims);
-  if (ok) return post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
-  p.error = fathom::detail::concat(
-      "DeepComm check failed on ", st.where(), ": send/recv mismatch: ",
-      st.rank_name(c.peer), " called ", describe(theirs), " (its p2p seq ", theirs.seq, ") but ",
-      st.rank_name(st.rank), " called ", c.desc, " (p2p seq ", c.seq,
-      "). A send and its recv must agree in dtype and element count",
-      c.debug ? " (in debug mode: shape)" : "",
-      ". The message was received into a scratch buffer and dropped; the recv's tensor is "
-      "unchanged.");
+  p.error = p2p_mismatch(c, theirs, st);
+  if (p.error.empty()) return post_p2p(p, st, c.out.data_ptr(), c.out.numel(), c.out.dtype());
+  // A CPU send's payload is drained into scratch memory, so the sender completes; a CUDA
+  // send's travels over NCCL, where nothing here could take it.
+  if (theirs.device || OpKind(theirs.kind) != OpKind::send) return;
   DType t = DType(theirs.dtype);
   p.scratch.resize(size_t(std::max<int64_t>(theirs.numel, 0)) * itemsize(t));
   post_p2p(p, st, p.scratch.data(), std::max<int64_t>(theirs.numel, 0), t);
@@ -360,6 +342,11 @@ void MpiBackend::loop() {
       it = inflight.erase(it);
     }
   };
+  // What a collective's agreement check does while it waits for its peers: this thread's sends
+  // and recvs must go on, a peer may be blocked on one (an MPI_Allreduce would progress them).
+  const std::function<void()> progress_fn = [&] {
+    if (!inflight.empty()) progress();
+  };
 
   for (;;) {
     Task task;
@@ -393,7 +380,7 @@ void MpiBackend::loop() {
       task = std::move(queue_.front());
       queue_.pop_front();
       running_ = true;
-      if (!task.call.p2p) inline_streak_ = 0;  // this caller did not wait at once
+      if (!task.call.p2p || task.call.nccl_enqueue) inline_streak_ = 0;  // no wait at once
     }
     struct Done {  // clears running_ however this iteration ends
       MpiBackend* b;
@@ -404,7 +391,7 @@ void MpiBackend::loop() {
     } done{this};
 
     Call& c = task.call;
-    if (c.p2p) {
+    if (c.p2p && !c.nccl_enqueue) {
       st_->started(c.id);
       inflight.emplace_back();
       inflight.back().call = std::move(c);
@@ -419,7 +406,7 @@ void MpiBackend::loop() {
       progress();
       continue;
     }
-    run_collective_task(task);
+    run_collective_task(task, progress_fn);
     if (!inflight.empty()) progress();
   }
 }
@@ -437,14 +424,20 @@ std::vector<Fingerprint> MpiBackend::gather_fingerprints(const Call& c) {
   return all;
 }
 
-void MpiBackend::check_agreement(const Call& c) {
-  // One MPI_Allreduce(MAX) of [v, -v] over the key fields gives every rank the maximum and
-  // minimum of each: they agree iff max == min everywhere. It is the same 160-byte call on
-  // every rank whatever the ranks are about to call, so it always matches; only on a
-  // mismatch (which every rank sees alike) do they allgather whole fingerprints to say what
-  // each called. Costs one small allreduce per collective (docs/comm.md has the numbers).
+void MpiBackend::check_agreement(const Call& c, const std::function<void()>& idle) {
   int64_t buf[2 * kKeyFields], res[2 * kKeyFields];
   key_fields(c.fp, buf);
+  // On one node: through shared memory (mpi_agreement.h). Otherwise one MPI_Allreduce(MAX)
+  // of [v, -v] over the key fields gives every rank the maximum and minimum of each: they
+  // agree iff max == min everywhere. It is the same 160-byte call on every rank whatever the
+  // ranks are about to call, so it always matches. Either way every rank decides alike, and
+  // only on a mismatch do they allgather whole fingerprints to say what each called
+  // (docs/comm.md has the costs).
+  if (st_->shm_check) {
+    if (!st_->shm_check->agree(buf, idle))
+      throw Error(mismatch_message(gather_fingerprints(c), c.seq, *st_, false));
+    return;
+  }
   for (int i = 0; i < kKeyFields; ++i) buf[kKeyFields + i] = -buf[i];
   mpi_run(
       [&] { return context(c, *st_) + ": agreement check"; },
@@ -467,8 +460,59 @@ void MpiBackend::check_fingerprints(const Call& c) {
   if (!agree) throw Error(mismatch_message(all, c.seq, *st_, true));
 }
 
-void MpiBackend::execute(Call& c) {
-  if (st_->size > 1) check_agreement(c);
+void MpiBackend::nccl_host_step(Call& c, const std::function<void()>& idle) {
+  // Headers of earlier sends that have gone out are freed.
+  while (!headers_.empty()) {
+    int done = 0;
+    MpiLock lock;
+    FATHOM_MPI_CHECK(MPI_Test(&headers_.front().req, &done, MPI_STATUS_IGNORE), context(c, *st_));
+    if (!done) break;
+    headers_.pop_front();
+  }
+  if (!c.p2p) {
+    if (st_->size > 1) check_agreement(c, idle);
+    if (c.debug) check_fingerprints(c);
+    return c.nccl_enqueue(nullptr);
+  }
+  // Send/recv: the same header as on the CPU path, on the side communicator under the call's
+  // tag. A send posts it and is enqueued at once; a recv waits for the sender's here, in call
+  // order (NCCL matches a pair's sends and recvs in stream order, so later calls must not be
+  // enqueued before it), and nccl_enqueue decides what to receive into.
+  if (c.kind == OpKind::send) {
+    Header h;
+    h.fp = std::make_unique<Fingerprint>(c.fp);
+    {
+      MpiLock lock;
+      FATHOM_MPI_CHECK(MPI_Isend(h.fp.get(), sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag,
+                                 st_->side, &h.req),
+                       context(c, *st_));
+    }
+    headers_.push_back(std::move(h));
+    return c.nccl_enqueue(nullptr);
+  }
+  Fingerprint theirs;
+  MPI_Request req = MPI_REQUEST_NULL;
+  {
+    MpiLock lock;
+    FATHOM_MPI_CHECK(MPI_Irecv(&theirs, sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag, st_->side, &req),
+                     context(c, *st_));
+  }
+  for (int round = 0;; ++round) {
+    int done = 0;
+    {
+      MpiLock lock;
+      FATHOM_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE), context(c, *st_));
+    }
+    if (done) break;
+    if (idle) idle();
+    backoff(round);
+  }
+  c.nccl_enqueue(&theirs);
+}
+
+void MpiBackend::execute(Call& c, const std::function<void()>& idle) {
+  if (c.nccl_enqueue) return nccl_host_step(c, idle);
+  if (st_->size > 1) check_agreement(c, idle);
   if (c.debug) check_fingerprints(c);  // adds the shapes
   if (c.body) return c.body();
   auto ctx = [&] { return context(c, *st_); };  // runs only on failure

@@ -19,6 +19,7 @@
 // allreduces measured 10-25 ms medians instead of 0.3 ms that way.
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -57,9 +58,6 @@ class MpiBackend final : public Backend,
   // waits for it. For split and the NCCL unique-id exchange, which must keep the call order.
   // `body` gets the call's seq.
   void run_collective(OpKind kind, uint64_t extra, std::function<void(int64_t seq)> body);
-  // Debug mode for another backend's call (NCCL): compares its fingerprint across ranks
-  // through this queue, in call order, and waits; throws on a mismatch.
-  void check_call(const Call& c);
   // Runs `work`'s collective on the calling thread if it is next and the comm thread is idle.
   void run_inline(const MpiWork* work);
   // Pays an owed wake-up (see above).
@@ -73,17 +71,20 @@ class MpiBackend final : public Backend,
   static constexpr long kWakeDelayNs = 30000;  // 30 us
   static constexpr int kSyncStreak = 4;
   void loop();
-  void run_collective_task(Task& t);
+  // `idle`: what the agreement check runs while it waits (the comm thread: its sends and recvs).
+  void run_collective_task(Task& t, const std::function<void()>& idle);
   void wake_now();
   void set_timer(long ns);  // one-shot wake of the comm thread; 0 disarms
   void sleep_until_woken(int timeout_us);  // -1: until woken
-  void execute(Call& c);
+  void execute(Call& c, const std::function<void()>& idle);
   // Every collective: the ranks' calls agree in op, dtype, count, root and seq, else every
   // rank throws naming each rank's call (before any payload moves).
-  void check_agreement(const Call& c);
+  void check_agreement(const Call& c, const std::function<void()>& idle);
   // Debug mode: whole fingerprints, shapes included.
   void check_fingerprints(const Call& c);
   std::vector<Fingerprint> gather_fingerprints(const Call& c);
+  // A CUDA call's host step (Call::nccl_enqueue): the check, then the enqueue.
+  void nccl_host_step(Call& c, const std::function<void()>& idle);
   void allreduce(Call& c);
   void allgather(Call& c);
   void reduce_scatter(Call& c);
@@ -101,6 +102,12 @@ class MpiBackend final : public Backend,
   int inline_streak_ = 0;     // collectives in a row that callers took inline
   int event_fd_ = -1;         // wakes the comm thread now
   int timer_fd_ = -1;         // wakes it kWakeDelayNs after a collective is queued
+  // NCCL sends' headers still in flight (whoever runs a host step: one at a time).
+  struct Header {
+    MPI_Request req = MPI_REQUEST_NULL;
+    std::unique_ptr<Fingerprint> fp;
+  };
+  std::deque<Header> headers_;
   std::thread thread_;
 };
 

@@ -7,6 +7,7 @@
 
 #include "fathom/comm/comm.h"
 #include "fathom/comm/group_state.h"
+#include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_backend.h"
 #include "fathom/comm/mpi_util.h"
 #include "fathom/comm/nccl/nccl_backend.h"
@@ -288,6 +289,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::make_child(int color, int key, uint6
     MPI_Group_free(&g);
     MPI_Group_free(&world_group);
     child->timeout_s = parent->timeout_s.load();
+    child->shm_check = internal::ShmAgreement::open(comm, child->rank, child->size);
   });
   auto pg = child ? std::make_shared<ProcessGroup>(child) : nullptr;
   if (pg) internal::register_group(pg);

@@ -22,8 +22,8 @@ namespace fathom::comm::internal {
 namespace {
 
 constexpr uint64_t kMagic = 0x4465657043306d6dull;  // "DeepC0mm"
-// A failing rank's notice: Query.key is its world rank, Query.seq the length of the text
-// that follows (at most kMaxNotice bytes).
+// A notice: Query.key is the sender's world rank, its kind (bits 32-39) and exit code (bits
+// 40-47); Query.seq the length of the text that follows (at most kMaxNotice bytes).
 constexpr uint64_t kNoticeMagic = 0x4465657046614c6cull;  // "DeepFaLl"
 constexpr int64_t kMaxNotice = 16384;
 constexpr int kMaxAddrs = 4;
@@ -173,7 +173,12 @@ void serve_side_channel(const Answer& answer) {
           std::lock_guard<std::mutex> lk(c.handler_mu);
           h = c.handler;
         }
-        if (h) h(int(q.key), text);  // prints before the sender hears back (it then exits)
+        Notice n;
+        n.from = int(uint32_t(q.key));
+        n.kind = ((q.key >> 32) & 0xff) == 1 ? NoticeKind::exiting : NoticeKind::failing;
+        n.exit_code = int((q.key >> 40) & 0xff);
+        n.text = std::move(text);
+        if (h) h(n);  // a failing rank's reason is printed before the sender hears back
         Reply r;
         r.job = c.job;
         r.world_rank = c.rank;
@@ -202,9 +207,9 @@ void set_notice_handler(NoticeHandler handler) {
 
 bool side_channel_open() { return !ch().addrs.empty(); }
 
-std::vector<int> notify_peers(const std::string& message, double wait_s) {
+std::vector<int> notify_peers(Notice notice, double wait_s, bool confirm) {
   Channel& c = ch();
-  std::string text = message.substr(0, size_t(kMaxNotice));
+  std::string text = notice.text.substr(0, size_t(kMaxNotice));
   struct Conn {
     int peer = -1, fd = -1, addr = 0;
     bool sent = false, done = false;
@@ -226,7 +231,8 @@ std::vector<int> notify_peers(const std::string& message, double wait_s) {
   Query q;
   q.magic = kNoticeMagic;
   q.job = c.job;
-  q.key = uint64_t(c.rank);
+  q.key = uint64_t(uint32_t(c.rank)) | uint64_t(notice.kind == NoticeKind::exiting) << 32 |
+          uint64_t(uint8_t(notice.exit_code)) << 40;
   q.seq = int64_t(text.size());
   std::string packet(reinterpret_cast<const char*>(&q), sizeof q);
   packet += text;
@@ -250,7 +256,7 @@ std::vector<int> notify_peers(const std::string& message, double wait_s) {
         socklen_t len = sizeof err;
         ::getsockopt(k.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err || !transfer(k.fd, packet.data(), packet.size(), true, deadline)) next_address(k);
-        else k.sent = true;
+        else k.sent = true, k.done = !confirm;  // queued on the socket: the peer reads it
         continue;
       }
       ssize_t r = ::recv(k.fd, reinterpret_cast<char*>(&k.reply) + k.got, sizeof(Reply) - k.got, 0);

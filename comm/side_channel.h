@@ -11,7 +11,7 @@
 //
 // Protocol: the asking rank connects to a peer, sends (job id, group key, seq), and reads back
 // that rank's PeerStatus for the group. A notice (another magic) carries a failing rank's
-// message instead; the peer handles it and replies to confirm. Addresses (IPv4 interfaces and a port per rank) are
+// message, or says a rank is exiting, instead; the peer handles it and replies to confirm. Addresses (IPv4 interfaces and a port per rank) are
 // exchanged once with MPI_Allgather at init. Every wait is bounded; a peer that cannot be
 // reached is reported as such.
 #include <mpi.h>
@@ -41,14 +41,25 @@ struct PeerAnswer {
   bool found = false;
   PeerStatus status;
 };
-// A failing rank's notice (comm::abort): `handler` runs on the receiving rank's watchdog
-// thread, inside serve_side_channel, before the sender is told it arrived. Set once by the
-// watchdog.
-using NoticeHandler = std::function<void(int from_world_rank, const std::string& text)>;
+// A notice from another rank, handled on the receiving rank's watchdog thread inside
+// serve_side_channel, before the sender is told it arrived:
+//  - failing: comm::abort's reason; the receiver prints it and ends with `exit_code` too;
+//  - exiting: the sender entered comm::finalize (it returned from main or called exit), so it
+//    will issue no more calls; text is empty.
+enum class NoticeKind : uint8_t { failing, exiting };
+struct Notice {
+  NoticeKind kind = NoticeKind::failing;
+  int from = -1;  // world rank
+  int exit_code = 1;
+  std::string text;
+};
+// Set once by the watchdog.
+using NoticeHandler = std::function<void(const Notice& notice)>;
 void set_notice_handler(NoticeHandler handler);
-// Sends `text` to every other world rank and waits for each to confirm it was handled, at
-// most `wait_s` seconds in all. Returns the ranks that confirmed. Usable from any thread.
-std::vector<int> notify_peers(const std::string& text, double wait_s);
+// Sends `notice` (its `from` is filled in) to every other world rank. With `confirm`, waits
+// until each has handled it, at most `wait_s` seconds in all, and returns the ranks that
+// confirmed; without, only until each has it (sent), bounded the same way. Any thread.
+std::vector<int> notify_peers(Notice notice, double wait_s, bool confirm = true);
 // False before init opened the channel (or after it closed).
 bool side_channel_open();
 std::vector<std::optional<PeerAnswer>> ask_peers(const std::vector<int>& peers, uint64_t key,

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -27,6 +28,14 @@ struct Watchdog {
   bool stop = false;
   std::thread thread;
   std::atomic<bool> peer_failed{false};  // a peer's notice was printed: end this rank
+  std::atomic<int> peer_exit_code{1};    // ... with the failing peer's exit code
+  // Watchdog thread only (notices are handled there too):
+  std::map<int, Clock::time_point> exiting;  // world ranks that entered comm::finalize, since
+  struct Suspect {
+    Clock::time_point asked{}, doomed{};  // doomed: when a peer's answer said it cannot finish
+    std::string why;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Suspect> suspects;  // (group key, call id)
 };
 
 std::atomic<bool>& failing_flag() {
@@ -44,7 +53,12 @@ std::atomic<bool>& failing_flag() {
   int init = 0, fin = 0;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
-  if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+  if (init && !fin) {
+    // One process alone has nobody to stop: exit without MPI_Abort's banner.
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  }
   std::_Exit(code);
 }
 
@@ -54,14 +68,19 @@ Watchdog& dog() {
   return *d;
 }
 
-// A peer's comm::abort: runs on the watchdog thread inside serve_side_channel, before the
-// peer hears back, so the line is out before mpirun tears the job down.
-void on_notice(int from, const std::string& text) {
+// A peer's notice: runs on the watchdog thread inside serve_side_channel, before the peer
+// hears back, so a failing peer's line is out before mpirun tears the job down.
+void on_notice(const Notice& n) {
+  auto& d = dog();
+  if (n.kind == NoticeKind::exiting) {
+    d.exiting.emplace(n.from, Clock::now());
+    return;
+  }
   if (job_failing()) return;  // this rank is already ending the job with its own message
-  report(fathom::detail::concat(
-      "DeepComm: rank ", from, " is failing: ", text,
-      "\nEnding this rank too: the job cannot go on without rank ", from, "."));
-  dog().peer_failed = true;
+  report(fathom::detail::concat("DeepComm: rank ", n.from, " is failing: ", n.text,
+                                " (ending this rank too)"));
+  d.peer_exit_code = n.exit_code;
+  d.peer_failed = true;
 }
 
 // The side channel's question: where is this rank in group `key` at collective `seq`?
@@ -129,7 +148,7 @@ std::string explain(const PeerStatus& s, const Overdue& od, bool* arrived) {
   // unreachable over TCP. The wait is bounded so the job always ends.
   double wait_s = std::clamp(limit / 2, 2.0, 10.0);
   auto answers = ask_peers(world_peers, g.key, od.p2p ? -1 : od.seq, wait_s, answer);
-  if (dog().peer_failed) end_job(1);  // a peer's notice came meanwhile, and was printed
+  if (dog().peer_failed) end_job(dog().peer_exit_code);  // a peer's notice came meanwhile
 
   std::ostringstream os, detail_lines;
   std::vector<int> missing;
@@ -161,6 +180,59 @@ std::string explain(const PeerStatus& s, const Overdue& od, bool* arrived) {
   fail_job(os.str());
 }
 
+// A call that needs a peer which entered comm::finalize cannot finish if that peer never
+// issued its side: a collective it did not call, or a send/recv with no counterpart left on
+// it. Without this, a rank that returned from main while its peer waits in a recv from it
+// would keep the peer waiting for the whole timeout. The peer is asked once the call has run
+// for kExitGrace; a "cannot" answer still standing kExitGrace later (time for a message that
+// was already on its way to arrive) ends the job naming both ranks.
+constexpr double kExitGrace = 1.0;
+void check_exiting_peers(Clock::time_point now) {
+  auto& d = dog();
+  if (d.exiting.empty()) return;
+  auto exiting = d.exiting;  // asking serves notices, which may add to it
+  auto grace = std::chrono::duration<double>(kExitGrace);
+  std::map<std::pair<uint64_t, uint64_t>, Watchdog::Suspect> still;
+  for (auto& g : live_groups()) {
+    if (g->closed) continue;
+    for (const Overdue& c : g->running_for(now, kExitGrace)) {
+      for (const auto& [peer, since] : exiting) {
+        auto at = std::find(g->world_ranks.begin(), g->world_ranks.end(), peer);
+        int r = int(at - g->world_ranks.begin());
+        if (at == g->world_ranks.end() || r == g->rank || (c.p2p && c.peer != r)) continue;
+        if (now - since < grace) continue;
+        auto key = std::make_pair(g->key, c.id);
+        Watchdog::Suspect s = d.suspects.count(key) ? d.suspects[key] : Watchdog::Suspect{};
+        if (s.doomed != Clock::time_point{} && now - s.doomed >= grace)
+          fail_job(fathom::detail::concat(
+              "DeepComm: ", c.desc, " (", c.p2p ? "p2p seq " : "seq ", c.seq, ") on ",
+              g->where(), " cannot finish: ", g->rank_name(r),
+              " is exiting (it entered comm::finalize: it returned from main or called exit) and ",
+              s.why, ". Ending the job now instead of at the timeout."));
+        if (s.doomed == Clock::time_point{} && now - s.asked >= grace) {
+          s.asked = now;
+          auto a = ask_peers({peer}, g->key, c.p2p ? -1 : c.seq, 2.0, answer)[0];
+          if (!a)
+            s.why = "did not answer the watchdog";
+          else if (!a->found)
+            s.why = "has no such group any more";
+          else if (c.p2p && a->status.pending_p2p == 0)
+            s.why = "has no send or recv left in this group";
+          else if (!c.p2p && a->status.issued_seq < c.seq)
+            s.why = fathom::detail::concat(
+                "never called it: its last collective in this group is ",
+                a->status.issued_seq ? "seq " + std::to_string(a->status.issued_seq) + ": " +
+                                           a->status.issued_desc
+                                     : std::string("none"));
+          if (!s.why.empty()) s.doomed = Clock::now();
+        }
+        still[key] = s;
+      }
+    }
+  }
+  d.suspects = std::move(still);  // calls that finished are forgotten
+}
+
 void run() {
   auto& d = dog();
   std::unique_lock<std::mutex> lk(d.mu);
@@ -169,8 +241,10 @@ void run() {
     if (d.stop) break;
     lk.unlock();
     serve_side_channel(answer);
-    if (d.peer_failed) end_job(1);
+    if (d.peer_failed) end_job(d.peer_exit_code);
     auto now = Clock::now();
+    check_exiting_peers(now);
+    if (d.peer_failed) end_job(d.peer_exit_code);
     for (auto& g : live_groups()) {
       if (g->closed) continue;
       if (auto k = g->kicker()) k->kick();
@@ -243,20 +317,23 @@ void report(const std::string& msg) {
 
 namespace fathom::comm {
 
-void abort(const std::string& reason) {
+void abort(const std::string& reason, int exit_code) {
   using namespace internal;
   if (failing_flag().exchange(true)) {  // a second thread (or the terminate handler) too
     std::this_thread::sleep_for(std::chrono::seconds(30));
-    std::_Exit(1);
+    std::_Exit(exit_code);
   }
   std::fflush(stdout);
   report(reason);
   if (side_channel_open()) {
     // The peers print the reason before confirming; 3 s covers a watchdog tick (50 ms) on a
     // loaded machine, and a peer that never confirms (dead, finalized) is MPI_Abort's job.
-    notify_peers(reason, 3.0);
+    Notice n;
+    n.text = reason;
+    n.exit_code = exit_code;
+    notify_peers(n, 3.0);
   }
-  end_job(1);
+  end_job(exit_code);
 }
 
 }  // namespace fathom::comm

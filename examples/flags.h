@@ -1,6 +1,9 @@
 #pragma once
 // Command-line flags for the example programs: --name=value or --name value, --help.
 // A bad flag prints the usage and exits with code 2 (the convention of command-line tools).
+// In a program that called comm::init() first, the rank that rejects a flag also tells the
+// others (comm::abort): every rank prints one line naming it and its error, and the job ends
+// with code 2 instead of the peers waiting in their first collective.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fathom/comm/comm.h"
 #include "fathom/core/device.h"
 #include "fathom/core/dtype.h"
 #include "fathom/core/error.h"
@@ -134,6 +138,10 @@ class Flags {
   }
   // Reports a bad value found after parsing (e.g. an unknown choice) the same way.
   [[noreturn]] void fail(const std::string& msg) const {
+    if (comm::is_initialized()) {
+      if (comm::world().rank() == 0) usage(stderr);  // once, not once per rank
+      comm::abort(program_ + ": " + msg, 2);
+    }
     std::fprintf(stderr, "%s: %s\n\n", program_.c_str(), msg.c_str());
     usage(stderr);
     std::exit(2);

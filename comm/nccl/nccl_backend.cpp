@@ -1,11 +1,19 @@
 // The NCCL backend for CUDA tensors (compiled only when FATHOM_WITH_CUDA).
 //
 // Stream ordering: each group has its own communication stream (non-blocking, so it never
-// syncs implicitly with the legacy default stream). A call records an event on the compute
-// stream and makes the comm stream wait on it, so the collective reads the tensor only after
-// the kernels that produced it; the collective then records a `done` event, and Work::wait()
-// makes the compute stream wait on that, so later kernels see the result. The host never
-// blocks, and compute overlaps communication in between.
+// syncs implicitly with the legacy default stream). A call records a `ready` event on the
+// compute stream when it is issued, and the comm stream waits on it, so the collective reads
+// the tensor only after the kernels that produced it; the collective then records a `done`
+// event, and Work::wait() makes the compute stream wait on that, so later kernels see the
+// result. The host never waits for the GPU, and compute overlaps communication in between.
+//
+// Agreement, always: every call is first checked on the host, by the group's MPI comm thread
+// in call order (mpi_backend.cpp, the same code as for CPU tensors): a collective goes through
+// the agreement check, a send posts its header and a recv waits for the sender's. Only then
+// does the comm thread enqueue it on the NCCL stream, so a call that disagrees never reaches
+// NCCL (no memory is written) and fails naming both calls. The stream is not serialized: the
+// check waits for the peers' hosts to issue the call, not for any GPU work; Work::wait()
+// returns once this call's check is done and its `done` event is enqueued.
 //
 // Non-blocking communicators (ncclConfig_t.blocking = 0): a call may return ncclInProgress,
 // and the communicator is polled with ncclCommGetAsyncError, never past the group's timeout,
@@ -25,6 +33,7 @@
 #include "fathom/comm/mpi_util.h"
 #include "fathom/comm/watchdog.h"
 #include "fathom/core/cuda/runtime.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::comm::internal {
 namespace {
@@ -108,18 +117,30 @@ struct Failure {
 class NcclWork final : public Work {
  public:
   NcclWork(int device, std::shared_ptr<Failure> error) : device_(device), error_(error) {
+    COMM_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "nccl work");
     COMM_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "nccl work");
   }
-  ~NcclWork() override { cudaEventDestroy(done_); }
+  ~NcclWork() override {
+    cudaEventDestroy(ready_);
+    cudaEventDestroy(done_);
+  }
+  cudaEvent_t ready() const { return ready_; }
   cudaEvent_t event() const { return done_; }
+  // The host step on the MPI comm thread (check, then enqueue); set once, right after submit.
+  void set_host(WorkPtr host) { host_ = std::move(host); }
+  // A recv that got a mismatched message: it was received into scratch memory, and this is
+  // the error its wait() throws.
+  void set_error(std::string msg) { own_error_ = std::move(msg); }
 
   void wait() override {
+    host_->wait();  // rethrows a failed check; afterwards `done_` is enqueued
     rethrow_if_failed();
     DeviceGuard g(device_);
     COMM_CUDA_CHECK(cudaStreamWaitEvent(compute_stream(device_), done_, 0), "Work::wait");
   }
   bool is_completed() override {
     if (failed()) return true;
+    if (!host_->is_completed()) return false;
     return cudaEventQuery(done_) == cudaSuccess;
   }
 
@@ -127,7 +148,11 @@ class NcclWork final : public Work {
   bool failed() const { return error_->failed(); }
   void rethrow_if_failed() const {
     if (failed()) throw Error(error_->msg);
+    if (!own_error_.empty()) throw Error(own_error_);
   }
+  WorkPtr host_;
+  std::string own_error_;  // written by the host step before host_ completes
+  cudaEvent_t ready_ = nullptr;
   cudaEvent_t done_ = nullptr;
   int device_;
   std::shared_ptr<Failure> error_;  // the backend's
@@ -140,8 +165,6 @@ class NcclBackend final : public Backend, public Poller {
       : st_(std::move(st)), mpi_(std::move(mpi)), device_(device), comm_(comm) {
     DeviceGuard g(device_);
     COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-                      "NCCL backend for " + st_->where());
-    COMM_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming),
                       "NCCL backend for " + st_->where());
   }
   ~NcclBackend() override { shutdown(); }
@@ -165,8 +188,8 @@ class NcclBackend final : public Backend, public Poller {
 
   WorkPtr submit(Call c) override {
     auto what = [&] { return c.desc + " (seq " + std::to_string(c.seq) + ") on " + st_->where(); };
-    // A call that fails here never reaches the stream: close its pending record, or the
-    // watchdog would wait for it.
+    // A call that fails here is never queued: close its pending record, or the watchdog
+    // would wait for it.
     struct Unissue {
       GroupState* st;
       uint64_t id;
@@ -178,23 +201,74 @@ class NcclBackend final : public Backend, public Poller {
     const Tensor& t = c.in.defined() ? c.in : c.out;
     FATHOM_CHECK(t.device().index == device_, what(), ": the group's NCCL communicator is on cuda:",
                  device_, " but the tensor ", t.desc(), " is on another device");
-    // Debug mode compares collectives through the MPI queue; NCCL send/recv are not checked.
-    if (c.debug && !c.p2p) mpi_->check_call(c);
+    std::shared_ptr<NcclWork> work;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      FATHOM_CHECK(comm_ != nullptr, what(), ": the group's NCCL communicator was shut down");
+      FATHOM_CHECK(!error_->failed(), what(), ": the group's NCCL communicator failed earlier: ",
+                   error_->msg);
+      DeviceGuard g(device_);
+      work = std::make_shared<NcclWork>(device_, error_);
+      // Issued now: the collective reads the tensor after the kernels queued so far.
+      COMM_CUDA_CHECK(cudaEventRecord(work->ready(), compute_stream(device_)), what());
+    }
+    // The host step (mpi_backend.cpp: nccl_host_step) runs on the MPI comm thread in call
+    // order and calls back here to enqueue. The callback holds the tensors until then.
+    auto call = std::make_shared<Call>(std::move(c));
+    Call host;
+    host.kind = call->kind;
+    host.reduce = call->reduce;
+    host.peer = call->peer;
+    host.tag = call->tag;
+    host.p2p = call->p2p;
+    host.debug = call->debug;
+    host.seq = call->seq;
+    host.id = call->id;
+    host.fp = call->fp;
+    host.desc = call->desc;
+    host.nccl_enqueue = [this, call, work](const Fingerprint* sender) {
+      enqueue_checked(*call, work, sender);
+    };
+    WorkPtr h = mpi_->submit(std::move(host));
+    unissue.armed = false;  // the MPI backend (then poll()) finishes the record from here
+    work->set_host(h);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      last_host_ = h;
+    }
+    return work;
+  }
+
+  // The host step's callback, on the MPI comm thread (or a caller running it inline): the call
+  // agreed across ranks (for a recv: `sender` is the sender's header, checked here).
+  void enqueue_checked(Call& c, const std::shared_ptr<NcclWork>& work, const Fingerprint* sender) {
+    auto what = [&] { return c.desc + " (seq " + std::to_string(c.seq) + ") on " + st_->where(); };
+    Tensor into = c.out;
+    if (sender) {
+      std::string bad = p2p_mismatch(c, *sender, *st_);
+      if (!bad.empty()) {
+        // NCCL's sender completes only when something receives its message: take it into
+        // scratch device memory, unless it is not coming over NCCL (a CPU send: then the
+        // recv only fails).
+        if (!sender->device || OpKind(sender->kind) != OpKind::send) throw Error(bad);
+        into = empty({std::max<int64_t>(sender->numel, 0)}, {DType(sender->dtype), c.out.device()});
+        work->set_error(bad);
+      }
+    }
     std::lock_guard<std::mutex> lk(mu_);
     FATHOM_CHECK(comm_ != nullptr, what(), ": the group's NCCL communicator was shut down");
     FATHOM_CHECK(!error_->failed(), what(), ": the group's NCCL communicator failed earlier: ",
                  error_->msg);
     DeviceGuard g(device_);
-    // Comm stream waits for the compute stream: the tensor is ready when NCCL reads it.
-    COMM_CUDA_CHECK(cudaEventRecord(ready_, compute_stream(device_)), what());
-    COMM_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0), what());
-    auto work = std::make_shared<NcclWork>(device_, error_);
-    st_->started(c.id);
-    enqueue(c, what);
+    COMM_CUDA_CHECK(cudaStreamWaitEvent(stream_, work->ready(), 0), what());
+    Call run = c;
+    run.out = into;
+    if (c.kind == OpKind::recv) run.in = into;
+    enqueue(run, what);
     COMM_CUDA_CHECK(cudaEventRecord(work->event(), stream_), what());
-    unissue.armed = false;  // from here the watchdog's poll() completes it
-    inflight_.push_back({c.id, work, std::move(c.out), std::move(c.in)});
-    return work;
+    inflight_.push_back({c.id, work, std::move(run.out), std::move(run.in)});
+    c.out = Tensor();  // held by inflight_ from here
+    c.in = Tensor();
   }
 
   void enqueue(const Call& c, const std::function<std::string()>& what) {
@@ -260,9 +334,18 @@ class NcclBackend final : public Backend, public Poller {
   }
 
   void shutdown() override {
+    WorkPtr last;
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (!comm_) return;
+      last = last_host_;
+    }
+    // Calls still in their host step are enqueued first (the queue is FIFO: the last one done
+    // means all are); the watchdog bounds how long that takes.
+    if (last) {
+      try {
+        last->wait();
+      } catch (const std::exception&) {}  // that call's own error, already its caller's
     }
     // Drain: the watchdog bounds how long in-flight work may take.
     for (int round = 0;; ++round) {
@@ -282,7 +365,6 @@ class NcclBackend final : public Backend, public Poller {
     }
     comm_ = nullptr;
     inflight_.clear();
-    cudaEventDestroy(ready_);
     cudaStreamDestroy(stream_);
   }
 
@@ -301,9 +383,9 @@ class NcclBackend final : public Backend, public Poller {
   int device_;
   ncclComm_t comm_;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t ready_ = nullptr;
   std::mutex mu_;
   std::deque<Inflight> inflight_;
+  WorkPtr last_host_;  // the latest call's host step
   std::shared_ptr<Failure> error_ = std::make_shared<Failure>();
 };
 

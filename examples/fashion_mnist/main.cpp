@@ -55,15 +55,16 @@ int main(int argc, char** argv) {
       .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl")
       .add("save", "", "after training, write the model's state_dict to this .safetensors file")
       .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)");
-  flags.parse(argc, argv);
-  int64_t epochs = flags.nonneg_i64("epochs"), batch = flags.positive_i64("batch");
-  int64_t log_every = flags.nonneg_i64("log-every"), max_steps = flags.nonneg_i64("max-steps");
-  double lr = flags.positive_f64("lr"), wd = flags.nonneg_f64("weight-decay");
-  std::string schedule = flags.str("schedule");
-  if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
-  DType dt = flags.model_dtype("dtype");
   try {
+    // Before the flags: a rank that rejects one tells the others (Flags::fail).
     const comm::InitInfo& info = comm::init();
+    flags.parse(argc, argv);
+    int64_t epochs = flags.nonneg_i64("epochs"), batch = flags.positive_i64("batch");
+    int64_t log_every = flags.nonneg_i64("log-every"), max_steps = flags.nonneg_i64("max-steps");
+    double lr = flags.positive_f64("lr"), wd = flags.nonneg_f64("weight-decay");
+    std::string schedule = flags.str("schedule");
+    if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
+    DType dt = flags.model_dtype("dtype");
     int rank = info.rank, world = info.world_size;
     Device dev = flags.rank_device("device", info.device);
     bool talk = rank == 0 || flags.boolean("all-ranks");

@@ -181,3 +181,74 @@ TEST_CASE("nccl: a CPU input with a CUDA output is an error naming both", "[comm
   Tensor out = zeros({4 * w.size()}, {DType::f32, dev});
   CHECK_THROWS_WITH(w.allgather(out, in), Catch::Contains("differ in dtype or device"));
 }
+
+// Always on, as on the CPU path: the host step's agreement check fails every rank's CUDA
+// collective when one rank's differs, before anything reaches NCCL, so no tensor is written
+// and the communicator stays in step.
+TEST_CASE("nccl: collectives that differ between ranks fail on every rank, writing nothing", "[comm][cuda]") {
+  Device dev;
+  if (!nccl_device(dev)) return;
+  auto& w = world();
+  if (w.size() < 2) return;
+  bool odd = w.rank() == 1;
+  auto expect_fail = [&](auto&& call, const Tensor& t, const std::string& rank1_says) {
+    std::vector<double> before = to_vector(t);
+    try {
+      call();
+      FAIL("the mismatched call returned on rank " << w.rank());
+    } catch (const Error& e) {
+      CHECK_THAT(std::string(e.what()), Catch::Contains("the ranks called different collectives"));
+      CHECK_THAT(std::string(e.what()), Catch::Contains("rank 1: " + rank1_says));
+    }
+    CHECK(to_vector(t) == before);
+  };
+  Tensor a = full({6 + (odd ? 1 : 0)}, double(w.rank() + 1), {DType::f32, dev});
+  expect_fail([&] { w.allreduce(a)->wait(); }, a, "allreduce(sum) [7] f32 cuda");
+  Tensor b = full({6}, double(w.rank() + 1), {odd ? DType::bf16 : DType::f32, dev});
+  expect_fail([&] { w.allreduce(b)->wait(); }, b, "allreduce(sum) [6] bf16 cuda");
+  Tensor c = full({6}, double(w.rank() + 1), {DType::f32, dev});
+  expect_fail([&] { w.broadcast(c, odd ? 1 : 0)->wait(); }, c, "broadcast(root 1) [6] f32 cuda");
+  // A CUDA allreduce on one rank, a CPU one on the other: both checked through the same queue.
+  Tensor d = full({6}, double(w.rank() + 1), {DType::f32, odd ? Device::cpu() : dev});
+  expect_fail([&] { w.allreduce(d)->wait(); }, d, "allreduce(sum) [6] f32 cpu");
+  Tensor ok = ones({3}, {DType::f32, dev});
+  w.allreduce(ok)->wait();
+  CHECK(to_vector(ok) == std::vector<double>(3, double(w.size())));
+}
+
+// NCCL send/recv carry the same header as the CPU path: a recv that does not match its send
+// fails naming both calls and leaves its tensor alone; the sender still completes (its message
+// goes into scratch device memory), so the pair stays usable.
+TEST_CASE("nccl: a send and recv that differ fail on the receiver, writing nothing", "[comm][cuda]") {
+  Device dev;
+  if (!nccl_device(dev)) return;
+  auto& w = world();
+  if (w.size() < 2 || w.size() % 2) return;
+  int peer = w.rank() ^ 1;
+  bool sender = w.rank() % 2 == 0;
+  for (bool same_count : {false, true}) {
+    INFO("same count: " << same_count);
+    if (sender) {
+      w.send(full({3}, 7.0, {DType::f32, dev}), peer)->wait();
+    } else {
+      Tensor r = full({same_count ? int64_t(3) : int64_t(5)}, -1.0,
+                      {same_count ? DType::i32 : DType::f32, dev});
+      try {
+        w.recv(r, peer)->wait();
+        FAIL("the mismatched recv returned");
+      } catch (const Error& e) {
+        CHECK_THAT(std::string(e.what()), Catch::Contains("send/recv mismatch"));
+        CHECK_THAT(std::string(e.what()), Catch::Contains("[3] f32 cuda"));
+      }
+      CHECK(to_vector(r) == std::vector<double>(size_t(r.numel()), -1.0));
+    }
+  }
+  // A matching pair still works afterwards.
+  Tensor x = full({4}, double(w.rank()), {DType::f32, dev});
+  if (sender)
+    w.send(x, peer)->wait();
+  else
+    w.recv(x, peer)->wait();
+  CHECK(to_vector(x) == std::vector<double>(4, double(sender ? w.rank() : peer)));
+  w.barrier()->wait();
+}

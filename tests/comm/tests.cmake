@@ -29,6 +29,13 @@ add_test(NAME comm_tests_np2_serialized
 set_tests_properties(comm_tests_np2_serialized PROPERTIES
   ENVIRONMENT "${_comm_env};FATHOM_COMM_MPI_THREADS=serialized" TIMEOUT 120 LABELS comm)
 
+# The agreement check over MPI_Allreduce, as for a group that spans nodes (one node uses
+# shared memory unless FATHOM_COMM_SHM_CHECK=0).
+add_test(NAME comm_tests_np2_mpi_check
+  COMMAND ${_mpirun} 2 ${MPIEXEC_PREFLAGS} --oversubscribe ${_hostid} $<TARGET_FILE:comm_tests> "~[cuda]" ${MPIEXEC_POSTFLAGS})
+set_tests_properties(comm_tests_np2_mpi_check PROPERTIES
+  ENVIRONMENT "${_comm_env};FATHOM_COMM_SHM_CHECK=0" TIMEOUT 120 LABELS comm)
+
 foreach(prog watchdog_skip debug_mismatch mismatch rank_fails)
   add_executable(comm_${prog} ${CMAKE_CURRENT_LIST_DIR}/programs/${prog}.cpp)
   target_link_libraries(comm_${prog} PRIVATE fathom)
@@ -94,11 +101,13 @@ comm_job_test(comm_mismatch_sendrecv 2 ""
 
 # A failing rank ends the job within seconds, named and quoted by the others (the timeout is
 # 60 s, so the watchdog's timeout cannot be what ends it). The wrapper prints the seconds.
+# The exit status must match _fast_status (any failure unless set).
+set(_fast_status "[1-9][0-9]*")
 function(comm_fast_test name regex)
   string(JOIN " " cmd ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS} --oversubscribe ${ARGN} ${MPIEXEC_POSTFLAGS})
   add_test(NAME ${name} COMMAND sh -c "t0=$(date +%s); ${cmd} 2>&1; s=$?; echo \"mpirun exit status $s after $(( $(date +%s) - t0 )) s\"")
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${_comm_env};FATHOM_COMM_TIMEOUT=60" TIMEOUT 30
-    PASS_REGULAR_EXPRESSION "${regex}.*mpirun exit status [1-9][0-9]* after [0-9] s" LABELS comm)
+    PASS_REGULAR_EXPRESSION "${regex}.*mpirun exit status ${_fast_status} after [0-9] s" LABELS comm)
 endfunction()
 comm_fast_test(comm_rank_throws
   "\\[rank 0\\] DeepComm: rank 1 is failing: uncaught exception: bad label 11 in shard 1 \\(thrown\\)"
@@ -107,8 +116,16 @@ comm_fast_test(comm_rank_aborts
   "\\[rank 0\\] DeepComm: rank 1 is failing: rank_fails: error: bad label 11 in shard 1 \\(caught\\)"
   ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> abort)
 comm_fast_test(comm_rank_returns
-  "rank 1: barrier \\(comm::finalize's final barrier: this rank is exiting\\) \\(seq 2\\)"
+  "rank 1: barrier \\(comm::finalize's final barrier: this rank is exiting\\) \\(seq 3\\)"
   ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> return)
+# ... and while its peer waits in a recv from it, or in a sub-group's collective, that it will
+# never call: finalize tells the peers it is exiting, and the waiting rank's watchdog fails.
+comm_fast_test(comm_rank_returns_in_recv
+  "\\[rank 0\\] DeepComm: recv\\(from 1, tag 0\\) \\[16\\] f32 cpu \\(p2p seq 1\\) on group 'world' \\(rank 0 of 2\\) cannot finish: rank 1 is exiting \\(it entered comm::finalize: it returned from main or called exit\\) and has no send or recv left in this group"
+  ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> return_recv)
+comm_fast_test(comm_rank_returns_in_group
+  "\\[rank 0\\] DeepComm: allreduce\\(sum\\) \\[16\\] f32 cpu \\(seq 1\\) on group 'sub' \\(rank 0 of 2\\) cannot finish: rank 1 is exiting .* and has no such group any more"
+  ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> return_group)
 
 # Settings that must agree, set on one rank only: comm::init names them with each rank's value.
 comm_job_test(comm_debug_one_rank 1 ""
@@ -124,4 +141,10 @@ if(FATHOM_BUILD_EXAMPLES)
   comm_fast_test(comm_fashion_mnist_dtype_one_rank
     "\\[rank [01]\\] fashion_mnist: error: DistributedDataParallel: the ranks of group 'world' differ.*parameter dtypes: rank 0 f32, rank 1 bf16"
     ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:fashion_mnist> --epochs 1 : ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:fashion_mnist> --epochs 1 --dtype bf16)
+  # A flag only one rank rejects: that rank says why, the other names it, the job exits 2.
+  set(_fast_status 2)
+  comm_fast_test(comm_fashion_mnist_bad_flag_one_rank
+    "(\\[rank 1\\] fashion_mnist: --batch must be a positive integer, got -1.*\\[rank 0\\] DeepComm: rank 1 is failing: fashion_mnist: --batch must be a positive integer, got -1 \\(ending this rank too\\)|\\[rank 0\\] DeepComm: rank 1 is failing: fashion_mnist: --batch must be a positive integer, got -1 \\(ending this rank too\\).*\\[rank 1\\] fashion_mnist: --batch must be a positive integer, got -1)"
+    ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:fashion_mnist> --epochs 1 : ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:fashion_mnist> --epochs 1 --batch -1)
+  set(_fast_status "[1-9][0-9]*")
 endif()
