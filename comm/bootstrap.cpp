@@ -8,6 +8,7 @@
 
 #include "fathom/comm/comm.h"
 #include "fathom/comm/group_state.h"
+#include "fathom/comm/launch_env.h"
 #include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
 #include "fathom/comm/side_channel.h"
@@ -38,49 +39,6 @@ struct Runtime {
 Runtime& rt() {
   static Runtime* r = new Runtime;  // never destroyed: used from atexit and the watchdog
   return *r;
-}
-
-// Where the launcher put this process; -1 where it did not say.
-struct LaunchEnv {
-  std::string launcher = "single";
-  std::string size_var;
-  int rank = -1, size = -1, local_rank = -1;
-};
-
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return -1;
-  char* end = nullptr;
-  long x = std::strtol(v, &end, 10);
-  FATHOM_CHECK(end && *end == '\0' && x >= 0, "comm::init: environment variable ", name, "='", v,
-               "' is not a non-negative integer");
-  return int(x);
-}
-
-LaunchEnv detect_launch() {
-  LaunchEnv e;
-  auto take = [&](const char* launcher, const char* rank, const char* size, const char* local) {
-    e.launcher = launcher;
-    e.size_var = size;
-    e.rank = env_int(rank);
-    e.size = env_int(size);
-    e.local_rank = env_int(local);
-  };
-  // Open MPI first: under mpirun its variables are authoritative even if a torchrun-style
-  // RANK/WORLD_SIZE is also set (e.g. exported by a wrapper script).
-  if (std::getenv("OMPI_COMM_WORLD_SIZE"))
-    take("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK");
-  else if (std::getenv("PMI_SIZE") && std::getenv("PMI_RANK"))  // MPICH's Hydra
-    take("mpich", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID");
-  else if (std::getenv("SLURM_PROCID") && std::getenv("SLURM_STEP_NUM_TASKS"))
-    // The step's task count: SLURM_NTASKS is the allocation's, also seen by a batch script
-    // that runs the program without srun.
-    take("slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID");
-  else if (std::getenv("SLURM_PROCID") && std::getenv("SLURM_NTASKS"))
-    take("slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID");
-  else if (std::getenv("RANK") && std::getenv("WORLD_SIZE"))
-    take("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK");
-  return e;
 }
 
 double env_seconds(const char* name, double fallback) {
@@ -237,7 +195,9 @@ const InitInfo& init() {
   if (r.initialized) return r.info;
   FATHOM_CHECK(!r.finalized, "comm::init: called after comm::finalize(); MPI cannot be "
                              "initialized twice in one process");
-  internal::LaunchEnv env = internal::detect_launch();
+  // Before MPI_Init: a malformed or self-contradicting environment is reported as such, not
+  // as whatever MPI makes of it.
+  LaunchEnv env = launch_env();
   r.timeout_s = internal::env_seconds("FATHOM_COMM_TIMEOUT", 600);
   r.debug = internal::env_flag("FATHOM_COMM_DEBUG");
   internal::set_comm_thread_nice(internal::env_thread_nice());
@@ -275,8 +235,8 @@ const InitInfo& init() {
                " (launcher: ", env.launcher, ") but MPI sees ", size,
                " process(es). DeepComm bootstraps over MPI: start the job with mpirun, or srun "
                "with PMI/PMIx (srun --mpi=pmix), not with a launcher MPI does not know about");
-  FATHOM_CHECK(env.rank < 0 || env.rank == rank, "comm::init: the ", env.launcher,
-               " environment says rank ", env.rank, " but MPI says rank ", rank,
+  FATHOM_CHECK(env.rank < 0 || env.rank == rank, "comm::init: ", env.rank_var, "=", env.rank,
+               " (launcher: ", env.launcher, ") but MPI says rank ", rank,
                "; the launcher and MPI disagree about this process");
 
   // Processes on this node: from MPI's shared-memory split, which every launcher supports.

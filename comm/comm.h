@@ -7,12 +7,16 @@
 //   world.allreduce(x)->wait();
 //   fathom::comm::finalize();                  // or let the atexit hook do it
 //
-// See docs/comm.md for the threading model, the watchdog and the environment variables.
+// See docs/comm.md for the threading model, the watchdog and the environment variables;
+// comm/launch_env.h for what the launcher's environment says (readable before init), and
+// comm/stop_signal.h for stopping every rank at the same step on SIGUSR1/SIGTERM.
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "fathom/comm/launch_env.h"
 #include "fathom/comm/process_group.h"
+#include "fathom/comm/stop_signal.h"
 #include "fathom/core/device.h"
 
 namespace fathom::comm {
