@@ -3,6 +3,8 @@
 // The checkpointer (checkpoint/checkpointer.h) writes and validates them; train_state.h turns a
 // training loop's parts (model, optimizer, scaler, scheduler, loader, RNG, DDP) into one.
 // Scalars travel as 0-dim tensors (f64 or i64), so one format carries everything.
+#include <cstdint>
+
 #include "fathom/nn/module.h"
 
 namespace fathom::checkpoint {
@@ -15,5 +17,10 @@ struct RankState {
   // writes its own, and a resume with another world size must say what it does with them.
   nn::StateDict per_rank;
 };
+
+// XXH3-64 of a state's names, dtypes, shapes and bytes, in name order: equal exactly when the
+// states are bitwise equal (up to hash collisions). The examples print it of their final
+// parameters, so two runs are compared with one line.
+uint64_t state_hash(const nn::StateDict& state);
 
 }  // namespace fathom::checkpoint

@@ -4,11 +4,13 @@
 //
 //   ./build/examples/fashion_mnist --epochs 5
 //   mpirun -np 2 ./build/examples/fashion_mnist --compress 24
+//   fathomrun -n 2 --max-restarts 3 -- ./build/examples/fashion_mnist --checkpoint-dir ck --save-every 200
 #include <chrono>
 #include <cstdio>
 
 #include <fathom.h>
 
+#include "examples/checkpointing.h"
 #include "examples/flags.h"
 
 using namespace fathom;
@@ -53,8 +55,8 @@ int main(int argc, char** argv) {
       .add("log-every", "100", "print the training loss every N steps (0: only per epoch)")
       .add("all-ranks", "false", "print from every rank, not only rank 0")
       .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl")
-      .add("save", "", "after training, write the model's state_dict to this .safetensors file")
       .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)");
+  examples::Checkpointing::add_flags(flags);
   try {
     // Before the flags: a rank that rejects one tells the others (Flags::fail).
     const comm::InitInfo& info = comm::init();
@@ -105,55 +107,73 @@ int main(int argc, char** argv) {
                   (long long)steps_per_epoch, dtype_name(dt), dev.str().c_str(),
                   dopt.compressor() ? dopt.compressor()->name().c_str() : "none");
 
-    for (int64_t ep = 1; (ep - 1) * steps_per_epoch < total; ++ep) {
+    // The epoch's running sums are this rank's part of the state too: a resumed run prints the
+    // same window and epoch losses as one never interrupted.
+    double loss_sum = 0, window_loss = 0;
+    double bytes = 0, bytes_plain = 0;
+    checkpoint::TrainState ts;
+    ts.model = model.get();
+    ts.optimizer = &opt;
+    ts.scaler = &scaler;
+    ts.scheduler = sched.get();
+    ts.loader = &loader;
+    ts.extras.push_back(checkpoint::per_rank_provider("ddp", ddp));
+    ts.extras.push_back(examples::scalars_provider(
+        "loop", {{"loss_sum", &loss_sum}, {"window_loss", &window_loss}, {"bytes", &bytes},
+                 {"bytes_plain", &bytes_plain}}));
+    examples::Checkpointing ckpt(flags, *info.world, ts, talk);
+
+    int64_t step = ckpt.resume();
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t timed_from = step;  // samples/s counts the steps this process ran
+    while (step < total) {
+      int64_t ep = step / steps_per_epoch + 1, b = step % steps_per_epoch;
       // The last epoch is cut short when --max-steps ends the run inside it.
       int64_t steps = std::min(steps_per_epoch, total - (ep - 1) * steps_per_epoch);
-      auto t0 = std::chrono::steady_clock::now();
-      double loss_sum = 0, window_loss = 0;
-      uint64_t bytes = 0, bytes_plain = 0;
-      for (int64_t b = 0; b < steps; ++b) {
-        auto [images, labels] = loader.next();
-        Tensor x = images.to(dev).to(dt);
-        Tensor y = labels.to(dev);
-        opt.zero_grad();
-        Tensor loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
-        scaler.scale(loss).backward();
-        scaler.step(opt);
-        double l = loss.item<double>();
-        loss_sum += l;
-        window_loss += l;
-        bytes += ddp.last_step().bytes_sent;
-        bytes_plain += ddp.last_step().bytes_uncompressed;
-        if (log_every > 0 && (b + 1) % log_every == 0 && talk) {
-          std::printf("  epoch %lld step %5lld/%lld  loss %.4f  lr %.2e  %.0f samples/s\n", (long long)ep,
-                      (long long)(b + 1), (long long)steps_per_epoch, window_loss / double(log_every),
-                      sched->last_lr()[0], double((b + 1) * batch) / seconds_since(t0));
-          std::fflush(stdout);
-          window_loss = 0;
-        }
-        sched->step();
-      }
-      double dt_s = seconds_since(t0);
-      // The epoch's loss averaged over every rank's shard.
-      Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps)}, {1});
-      info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
-      double acc = evaluate(*model, test_set, dev, dt);
-      if (talk) {
-        std::printf("epoch=%lld loss=%.4f samples_per_s=%.0f test_acc=%.4f", (long long)ep,
-                    mean_loss.item<double>(), double(steps * batch) / dt_s, acc);
-        if (world > 1)
-          std::printf(" bytes_per_step=%.0f (%.1f%% of uncompressed)", double(bytes) / double(steps),
-                      100.0 * double(bytes) / double(std::max<uint64_t>(bytes_plain, 1)));
-        if (dt == DType::f16) std::printf(" skipped_steps=%lld loss_scale=%.0f", (long long)scaler.skipped_steps(), scaler.get_scale());
-        std::printf("\n");
+      auto [images, labels] = loader.next();
+      Tensor x = images.to(dev).to(dt);
+      Tensor y = labels.to(dev);
+      opt.zero_grad();
+      Tensor loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
+      scaler.scale(loss).backward();
+      scaler.step(opt);
+      double l = loss.item<double>();
+      loss_sum += l;
+      window_loss += l;
+      bytes += double(ddp.last_step().bytes_sent);
+      bytes_plain += double(ddp.last_step().bytes_uncompressed);
+      ++step;
+      if (log_every > 0 && (b + 1) % log_every == 0 && talk) {
+        std::printf("  epoch %lld step %5lld/%lld  loss %.4f  lr %.2e  %.0f samples/s\n", (long long)ep,
+                    (long long)(b + 1), (long long)steps_per_epoch, window_loss / double(log_every),
+                    sched->last_lr()[0], double((step - timed_from) * batch) / seconds_since(t0));
         std::fflush(stdout);
       }
+      if (log_every > 0 && (b + 1) % log_every == 0) window_loss = 0;
+      sched->step();
+      if (b + 1 == steps) {
+        double dt_s = seconds_since(t0);
+        // The epoch's loss averaged over every rank's shard.
+        Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps)}, {1});
+        info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
+        double acc = evaluate(*model, test_set, dev, dt);
+        if (talk) {
+          std::printf("epoch=%lld loss=%.4f samples_per_s=%.0f test_acc=%.4f", (long long)ep,
+                      mean_loss.item<double>(), double((step - timed_from) * batch) / dt_s, acc);
+          if (world > 1)
+            std::printf(" bytes_per_step=%.0f (%.1f%% of uncompressed)", bytes / double(steps),
+                        100.0 * bytes / std::max(bytes_plain, 1.0));
+          if (dt == DType::f16) std::printf(" skipped_steps=%lld loss_scale=%.0f", (long long)scaler.skipped_steps(), scaler.get_scale());
+          std::printf("\n");
+          std::fflush(stdout);
+        }
+        loss_sum = window_loss = bytes = bytes_plain = 0;
+        t0 = std::chrono::steady_clock::now();
+        timed_from = step;
+      }
+      if (ckpt.after_step(step, step == total)) return 0;
     }
-    if (!flags.str("save").empty() && rank == 0) {
-      checkpoint::save_safetensors(flags.str("save"), model->state_dict(),
-                                   {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
-      std::printf("saved the model to %s\n", flags.str("save").c_str());
-    }
+    ckpt.finish(*model, {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
   } catch (const std::exception& e) {
     // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): prints
     // "[rank R] fashion_mnist: error: ..." and tells the other ranks, which stop at once quoting

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "examples/checkpointing.h"
 #include "examples/flags.h"
 #include <fathom.h>
 #include "fathom/data/text.h"
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
       .add("dtype", "f32", "f32, bf16 or f16 (f16 uses dynamic loss scaling)")
       .add("log-every", "50", "print loss and tokens/s every N steps")
       .add("sample", "300", "bytes to generate at the end (0: none)");
+  examples::Checkpointing::add_flags(flags);
   flags.parse(argc, argv);
   Preset p = preset(flags.str("config"), flags);
   int64_t steps = flags.positive_i64("steps");
@@ -65,6 +67,8 @@ int main(int argc, char** argv) {
   Device dev = flags.device("device");
 
   try {
+    // One process; the world group is what the checkpointer coordinates over.
+    const comm::InitInfo& info = comm::init();
     data::TextDataset text(flags.str("data"));
     uint64_t seed = uint64_t(flags.i64("seed"));
     Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);
@@ -85,27 +89,42 @@ int main(int argc, char** argv) {
                 dev.str().c_str(), flags.str("data").c_str(), (long long)text.size(),
                 text.unigram_entropy());
 
-    auto t0 = std::chrono::steady_clock::now();
+    // The loss window is part of the state, so a resumed run prints the uninterrupted run's lines.
     double window = 0;
-    for (int64_t step = 0; step < steps; ++step) {
+    checkpoint::TrainState ts;
+    ts.model = model.get();
+    ts.optimizer = &opt;
+    ts.scaler = &scaler;
+    ts.scheduler = &sched;
+    ts.generators["batch"] = &batch_gen;
+    ts.extras.push_back(examples::scalars_provider("loop", {{"window", &window}}));
+    examples::Checkpointing ckpt(flags, *info.world, ts, true);
+
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t step = ckpt.resume(), timed_from = step;
+    while (step < steps) {
       auto [x, y] = text.batch(B, T, batch_gen);
       opt.zero_grad();
       Tensor loss = model->forward(x.to(dev), y.to(dev));
       scaler.scale(loss).backward();
       scaler.step(opt, clip);
       window += loss.item<double>();
-      if ((step + 1) % log_every == 0 || step + 1 == steps) {
-        int64_t n = (step + 1) % log_every ? (step + 1) % log_every : log_every;
+      ++step;
+      if (step % log_every == 0 || step == steps) {
+        int64_t n = step % log_every ? step % log_every : log_every;
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("step %5lld/%lld  loss %.4f  lr %.2e  norm %.3f  %.0f tokens/s\n",
-                    (long long)(step + 1), (long long)steps, window / double(n), sched.last_lr()[0],
-                    scaler.last_grad_norm(), double(n * B * T) / s);
+                    (long long)step, (long long)steps, window / double(n), sched.last_lr()[0],
+                    scaler.last_grad_norm(), double(std::min(n, step - timed_from) * B * T) / s);
         std::fflush(stdout);
         window = 0;
         t0 = std::chrono::steady_clock::now();
+        timed_from = step;
       }
       sched.step();
+      if (ckpt.after_step(step, step == steps)) return 0;
     }
+    ckpt.finish(*model, {{"model", "gpt " + flags.str("config")}, {"dtype", dtype_name(dt)}});
     if (sample > 0) {
       std::string prompt = "\n";
       Tensor idx = ops::to(from_vector(std::vector<int64_t>{'\n'}, {1, 1}), dev);

@@ -8,7 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 "$mpiexec" -np 2 --oversubscribe --bind-to none "$bin" --epochs 1 --log-every 0 \
-  --save "$tmp/mlp.safetensors" | tee "$tmp/train.log"
+  --save-model "$tmp/mlp.safetensors" | tee "$tmp/train.log"
 trained=$(grep -o 'test_acc=[0-9.]*' "$tmp/train.log" | tail -1)
 grep -q "saved the model to $tmp/mlp.safetensors" "$tmp/train.log"
 [ -s "$tmp/mlp.safetensors" ] || { echo "FAIL: no model file written"; exit 1; }
