@@ -68,8 +68,10 @@ grep -q "resumed from .*step_00000030" "$tmp/fb.log" || { cat "$tmp/fb.log"; fai
 echo "ok: corrupt newest checkpoint skipped, resumed from the previous one"
 
 # Every checkpoint corrupt: a clear error naming the file, never a silent fresh start over them.
-rm -rf "$tmp/fb/step_00000030/rank_0.bin"
-if mpi 2 "$fm" --epochs 1 --max-steps 60 --checkpoint-dir "$tmp/fb" > "$tmp/bad.log" 2>&1; then
+cp -r "$tmp/f32.a" "$tmp/bad"
+rm "$tmp/bad/step_00000030/rank_0.bin"
+truncate -s 1000 "$tmp/bad/step_00000060/rank_0.bin"
+if mpi 2 "$fm" --epochs 1 --max-steps 60 --checkpoint-dir "$tmp/bad" > "$tmp/bad.log" 2>&1; then
   fail "a directory of corrupt checkpoints was accepted"
 fi
 grep -q "rank_0.bin" "$tmp/bad.log" || { cat "$tmp/bad.log"; fail "the error does not name the missing file"; }
