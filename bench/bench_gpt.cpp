@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "examples/flags.h"
+#include "fathom/core/flags.h"
 #include <fathom.h>
 #include "fathom/optim/optimizer.h"
 

@@ -9,7 +9,7 @@
 
 #include <fathom.h>
 
-#include "examples/flags.h"
+#include "fathom/core/flags.h"
 
 using namespace fathom;
 

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "examples/flags.h"
+#include "fathom/core/flags.h"
 #include <fathom.h>
 #include "fathom/data/text.h"
 #include "fathom/optim/clip.h"
