@@ -5,7 +5,9 @@
 # phase prints its log's last 40 lines and the log's path, and returns the command's status.
 # FATHOM_VERBOSE=1 streams every line as well, as the scripts did before.
 
-PHASE_LOG_DIR=${PHASE_LOG_DIR:-$(pwd)/${FATHOM_BUILD_DIR:-build}/logs}
+_phase_dir=${FATHOM_BUILD_DIR:-build}
+[[ $_phase_dir == /* ]] || _phase_dir=$(pwd)/$_phase_dir
+PHASE_LOG_DIR=${PHASE_LOG_DIR:-$_phase_dir/logs}
 PHASE_TAIL=40
 
 phase_say() { printf '%s\n' "$*" >&2; }
