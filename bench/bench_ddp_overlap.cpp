@@ -14,7 +14,7 @@
 #include <cstdio>
 
 #include "fathom/comm/comm.h"
-#include "examples/flags.h"
+#include "fathom/comm/flags.h"
 #include <fathom.h>
 #include "fathom/optim/optimizer.h"
 #include "fathom/parallel/ddp.h"

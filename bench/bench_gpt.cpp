@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "examples/flags.h"
+#include "fathom/comm/flags.h"
 #include <fathom.h>
 #include "fathom/optim/optimizer.h"
 

@@ -28,12 +28,14 @@ function(fathom_public_headers root out)
   set(${out} ${seen} PARENT_SCOPE)
 endfunction()
 
-# Headers that are internal on purpose (backends, kernels, transport details): never installed,
-# and a public header including one is a layering error. Regexes on the path from the root.
+# Headers that are internal on purpose (backends, kernels, transport details, the command-line
+# flags of Fathom's own programs in examples/ and bench/): never installed, and a public header
+# including one is a layering error. Regexes on the path from the root.
 set(FATHOM_INTERNAL_HEADERS
   "^core/(cpu|cuda)/" "^core/backend\\.h$" "^core/backend_api\\.inc$"
   "^comm/nccl/" "^comm/mpi_" "^comm/(group_state|side_channel|watchdog)\\.h$"
-  "^autograd/ops/common\\.h$" "^core/ops/compress\\.h$" "^checkpoint/(json|format|file_io|io)\\.h$")
+  "^autograd/ops/common\\.h$" "^core/ops/compress\\.h$" "^checkpoint/(json|format|file_io|io)\\.h$"
+  "^comm/flags\\.h$")
 
 # fathom_header_is_internal(<path> <out var>)
 function(fathom_header_is_internal path out)

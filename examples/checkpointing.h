@@ -18,7 +18,7 @@
 #include <optional>
 #include <string>
 
-#include "examples/flags.h"
+#include "fathom/comm/flags.h"
 #include "fathom/checkpoint/checkpointer.h"
 #include "fathom/checkpoint/safetensors.h"
 #include "fathom/checkpoint/train_state.h"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs Fathom's build and run dependencies (Debian 12 packages), only those missing.
 # The CUDA toolkit with cuDNN and NCCL is not a Debian package here: when /usr/local/cuda exists
-# the build uses it, otherwise Fathom builds CPU-only.
+# the build uses it, otherwise Fathom builds CPU-only. One line on stderr; apt's output goes to
+# <build dir>/logs/deps.log (scripts/phase.sh).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/phase.sh
 PKGS=(build-essential cmake libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libprotobuf-dev
       protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes zlib1g-dev
       libxxhash-dev)
@@ -10,9 +13,14 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
 if ((${#missing[@]})); then
-  echo "deps: installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  phase_run deps "deps: installing ${#missing[@]} package(s) (${missing[*]})" none apt_install "${missing[@]}"
+else
+  phase_say "deps: all ${#PKGS[@]} packages installed"
 fi

@@ -11,7 +11,7 @@
 #include <fathom.h>
 
 #include "examples/checkpointing.h"
-#include "examples/flags.h"
+#include "fathom/comm/flags.h"
 
 using namespace fathom;
 

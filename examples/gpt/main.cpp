@@ -7,7 +7,7 @@
 #include <string>
 
 #include "examples/checkpointing.h"
-#include "examples/flags.h"
+#include "fathom/comm/flags.h"
 #include <fathom.h>
 #include "fathom/data/text.h"
 #include "fathom/optim/clip.h"

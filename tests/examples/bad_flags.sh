@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hostile command lines and data paths for the examples: each is refused with a message naming
 # the flag or the file, and a plain exit code: 2 for a bad flag (the usage convention of
-# examples/flags.h), 1 for an error at run time. Never an abort (134) or a crash.
+# core/flags.h), 1 for an error at run time. Never an abort (134) or a crash.
 # Usage: bad_flags.sh <fashion_mnist binary> <gpt binary>
 set -uo pipefail
 fm=$1 gpt=$2

@@ -1,5 +1,7 @@
 #pragma once
-// Command-line flags for the example programs: --name=value or --name value, --help.
+// Command-line flags for Fathom's own programs (examples, benchmarks): --name=value or
+// --name value, --help. Internal, not installed. It lives in comm, not core, because a flag
+// one rank rejects must end every rank (comm::abort), and examples/ is included by nothing.
 // A bad flag prints the usage and exits with code 2 (the convention of command-line tools).
 // In a program that called comm::init() first, the rank that rejects a flag also tells the
 // others (comm::abort): every rank prints one line naming it and its error, and the job ends
