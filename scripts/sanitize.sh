@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FATHOM_BUILD_DIR=${FATHOM_SANITIZE_BUILD_DIR:-build-sanitize}
 bash scripts/deps.sh
-layers=${FATHOM_SANITIZE_LAYERS:-core;autograd;data;nn;optim;comm;parallel;checkpoint}
+layers=${FATHOM_SANITIZE_LAYERS:-core;autograd;data;nn;optim;comm;parallel;checkpoint;reference}
 # -O1 -g1: ASan's recommended optimization level, with line tables for the reports' frames.
 FATHOM_CUDA=OFF bash scripts/build.sh \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
