@@ -22,7 +22,7 @@
 // DIR/latest. A directory named step_<N> therefore always holds a complete, durable
 // checkpoint; an interrupted save leaves only a .tmp.* directory, which is never read and is
 // removed by the next successful save (or by rank 0's constructor). kill -9 at any point of a
-// save leaves the previous checkpoint loadable (tests/checkpoint/crash_save.cpp).
+// save leaves the previous checkpoint loadable (tests/checkpoint/crash_save.sh).
 //
 // Requirements: DIR is on a filesystem shared by all ranks of the group (a local path for one
 // node); one job (one Checkpointer per rank) uses a DIR at a time. Replicated tensors must be

@@ -49,7 +49,12 @@ done
 rm -f "$dir.out"
 
 echo "== kill -9 a loop of async saves"
-FATHOM_TEST_STATE_MB=64 launch loop > "$dir.loop" 2>&1 &
+# exec, so that $! is the program (alone) or mpirun, not a subshell around it.
+if [ "$np" = 1 ]; then
+  FATHOM_TEST_STATE_MB=64 exec "$prog" "$dir" loop > "$dir.loop" 2>&1 &
+else
+  FATHOM_TEST_STATE_MB=64 exec "$mpiexec" -n "$np" --oversubscribe "$prog" "$dir" loop > "$dir.loop" 2>&1 &
+fi
 pid=$!
 for _ in $(seq 600); do
   grep -q "^saving 3" "$dir.loop" 2>/dev/null && break

@@ -23,7 +23,7 @@ std::vector<std::string> step_dirs(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("checkpointer round-trips a rank state bitwise, sync and async", "[checkpointer]") {
+TEST_CASE("checkpointer round-trips a rank state bitwise, sync and async", "[checkpointer][ranks]") {
   const bool async = GENERATE(false, true);
   INFO("async " << async);
   SharedDir dir;
@@ -63,7 +63,7 @@ TEST_CASE("checkpointer round-trips a rank state bitwise, sync and async", "[che
   CHECK(read_text(dir / "latest") == "step_00000020\n");
 }
 
-TEST_CASE("checkpointer snapshot: async save is unaffected by later changes", "[checkpointer]") {
+TEST_CASE("checkpointer snapshot: async save is unaffected by later changes", "[checkpointer][ranks]") {
   SharedDir dir;
   const int rank = world().rank();
   Checkpointer ckpt(dir.path, world(), CheckpointerOptions().async(true));
@@ -80,7 +80,7 @@ TEST_CASE("checkpointer snapshot: async save is unaffected by later changes", "[
   expect_same(l->per_rank, want.per_rank);
 }
 
-TEST_CASE("checkpointer keeps the last K checkpoints and updates latest", "[checkpointer]") {
+TEST_CASE("checkpointer keeps the last K checkpoints and updates latest", "[checkpointer][ranks]") {
   SharedDir dir;
   const int rank = world().rank();
   {
@@ -111,7 +111,7 @@ TEST_CASE("checkpointer keeps the last K checkpoints and updates latest", "[chec
     CHECK(e.path().filename().string().rfind(".tmp.", 0) != 0);
 }
 
-TEST_CASE("checkpointer: empty and undefined states, bad arguments", "[checkpointer]") {
+TEST_CASE("checkpointer: empty and undefined states, bad arguments", "[checkpointer][ranks]") {
   SharedDir dir;
   Checkpointer ckpt(dir.path, world(), CheckpointerOptions().async(false));
   ckpt.save(0, {});  // nothing at all is a valid state
@@ -136,7 +136,7 @@ TEST_CASE("checkpointer: empty and undefined states, bad arguments", "[checkpoin
   CHECK_THROWS_WITH(ckpt.load_rank_state(*l, world().size()), Catch::Contains("is not in [0, "));
 }
 
-TEST_CASE("checkpointer: a rank with different replicated tensors fails every rank", "[checkpointer]") {
+TEST_CASE("checkpointer: a rank with different replicated tensors fails every rank", "[checkpointer][ranks]") {
   if (world().size() < 2) return;  // a disagreement needs two ranks
   SharedDir dir;
   Checkpointer ckpt(dir.path, world(), CheckpointerOptions().async(true));
@@ -155,7 +155,7 @@ TEST_CASE("checkpointer: a rank with different replicated tensors fails every ra
 }
 
 TEST_CASE("checkpointer: a different world size loads replicated state and reads any rank's own",
-          "[checkpointer]") {
+          "[checkpointer][ranks]") {
   SharedDir dir;
   const int n = world().size();
   {

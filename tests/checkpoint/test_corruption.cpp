@@ -52,7 +52,7 @@ std::string rank_file(int r) { return "rank_" + std::to_string(r) + ".bin"; }
 
 }  // namespace
 
-TEST_CASE("checkpointer detects damage and falls back to the previous checkpoint", "[checkpointer]") {
+TEST_CASE("checkpointer detects damage and falls back to the previous checkpoint", "[checkpointer][ranks]") {
   const int n = world().size(), last = n - 1;
   const std::string last_bin = rank_file(last);
   std::vector<Damage> damages = {
@@ -215,7 +215,7 @@ TEST_CASE("checkpointer detects damage and falls back to the previous checkpoint
   }
 }
 
-TEST_CASE("checkpointer ignores stale, empty and garbage directories", "[checkpointer]") {
+TEST_CASE("checkpointer ignores stale, empty and garbage directories", "[checkpointer][ranks]") {
   SharedDir dir;
   const int rank = world().rank();
   {
@@ -261,7 +261,7 @@ TEST_CASE("checkpointer ignores stale, empty and garbage directories", "[checkpo
   sync_ranks();
 }
 
-TEST_CASE("checkpointer: no valid checkpoint at all is an error, not a fresh start", "[checkpointer]") {
+TEST_CASE("checkpointer: no valid checkpoint at all is an error, not a fresh start", "[checkpointer][ranks]") {
   SharedDir dir;
   {
     Checkpointer ckpt(dir.path, world(), CheckpointerOptions().async(false));
