@@ -89,13 +89,15 @@ struct Checked {
   const char* dict;
   std::map<std::string, nn::StateDict> parts;
   std::set<std::string> claimed;
-  // The part's keys; a problem when it has none.
-  const nn::StateDict& take(const std::string& part, std::vector<std::string>& problems) {
+  // The part's keys; a problem when it has none, unless `required` is false (an extra's own
+  // check decides whether an empty state is one).
+  const nn::StateDict& take(const std::string& part, std::vector<std::string>& problems,
+                            bool required = true) {
     claimed.insert(part);
     static const nn::StateDict empty;
     auto it = parts.find(part);
     if (it != parts.end()) return it->second;
-    problems.push_back(std::string("the ") + dict + " state has no '" + part + ".' keys");
+    if (required) problems.push_back(std::string("the ") + dict + " state has no '" + part + ".' keys");
     return empty;
   }
   void unclaimed(std::vector<std::string>& problems) const {
@@ -217,8 +219,8 @@ void restore(TrainState& ts, const nn::StateDict& replicated, const nn::StateDic
   });
   std::vector<const nn::StateDict*> extra;
   for (const StateProvider& p : ts.extras) {
-    extra.push_back(&(p.per_rank ? mine : rep).take(p.name, problems));
-    if (!extra.back()->empty()) check(p.name.c_str(), [&] { p.check(*extra.back()); });
+    extra.push_back(&(p.per_rank ? mine : rep).take(p.name, problems, false));
+    check(p.name.c_str(), [&] { p.check(*extra.back()); });
   }
   rep.unclaimed(problems);
   mine.unclaimed(problems);

@@ -86,8 +86,8 @@ struct TrainState {
 RankState collect(const TrainState& ts);
 
 // Puts a collected state back (same world size: the resumed run is bitwise the uninterrupted
-// one). Strict: every part of `ts` must find its keys, and every key must belong to a part of
-// `ts`. Every part is checked before any is changed; the error names every problem found
+// one). Strict: every part of `ts` must find its keys (an extra's check decides whether none is
+// fine), and every key must belong to a part of `ts`. Every part is checked before any is changed; the error names every problem found
 // (the model's own check, Module::load_state_dict, runs last of them, before anything is written).
 void restore(TrainState& ts, const nn::StateDict& replicated, const nn::StateDict& per_rank);
 

@@ -118,3 +118,39 @@ TEST_CASE("TrainState names must be usable prefixes", "[checkpoint]") {
   b.ts.extras.push_back(p);
   CHECK_THROWS_WITH(checkpoint::collect(b.ts), Catch::Contains("extra state name 'optim' is taken"));
 }
+
+TEST_CASE("Extra state round-trips, replicated or per rank, and may be empty", "[checkpoint]") {
+  int64_t counter = 7;
+  bool empty_loaded = false;
+  auto providers = [&](checkpoint::TrainState& ts) {
+    checkpoint::StateProvider count;
+    count.name = "counter";
+    count.per_rank = false;
+    count.save = [&] { return nn::StateDict{{"n", from_vector(std::vector<int64_t>{counter}, {})}}; };
+    count.check = [](const nn::StateDict& s) {
+      FATHOM_CHECK(s.size() == 1 && s.count("n"), "counter: expected one key 'n', got ", s.size());
+    };
+    count.load = [&](const nn::StateDict& s) { counter = s.at("n").item<int64_t>(); };
+    checkpoint::StateProvider nothing;
+    nothing.name = "nothing";
+    nothing.save = [] { return nn::StateDict(); };
+    nothing.check = [](const nn::StateDict& s) { FATHOM_CHECK(s.empty(), "nothing: expected no keys"); };
+    nothing.load = [&](const nn::StateDict&) { empty_loaded = true; };
+    ts.extras = {count, nothing};
+  };
+  Parts a;
+  providers(a.ts);
+  checkpoint::RankState s = checkpoint::collect(a.ts);
+  CHECK(s.replicated.count("counter.n"));
+  CHECK(s.per_rank.size() == 3);  // the generator's only
+  s.replicated = owned(s.replicated);
+  Parts b;
+  providers(b.ts);
+  counter = 0;
+  checkpoint::restore(b.ts, s.replicated, s.per_rank);
+  CHECK(counter == 7);
+  CHECK(empty_loaded);
+  s.replicated.erase("counter.n");
+  CHECK_THROWS_WITH(checkpoint::restore(b.ts, s.replicated, s.per_rank),
+                    Catch::Contains("counter: counter: expected one key 'n', got 0"));
+}
