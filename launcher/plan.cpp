@@ -1,6 +1,7 @@
 // Which launcher starts the ranks, and its command line.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "process.h"
@@ -57,9 +58,9 @@ Plan make_plan(const Options& o) {
                     "or use -n 1"
               : "fathomrun: --mpirun '" + o.mpirun + "' is not an executable file",
           127);
-    if (geteuid() == 0)  // Open MPI refuses root unless told, which a container often is
-      for (const char* v : {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"})
-        if (env_or(std::string(v).substr(0, std::string(v).find('=')).c_str(), "").empty()) p.env.push_back(v);
+    if (geteuid() == 0)  // Open MPI refuses root unless told, and a container often is root
+      for (const char* name : {"OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"})
+        if (env_or(name, "").empty()) p.env.push_back(std::string(name) + "=1");
     p.argv = {mpirun, "-n", std::to_string(p.nprocs), "--tag-output", "--bind-to", "none"};
     if (o.hostfile.empty()) p.argv.push_back("--oversubscribe");
     else p.argv.insert(p.argv.end(), {"--hostfile", o.hostfile});
