@@ -7,8 +7,7 @@
 #
 # KILL_DELAY=S (seconds, decimals allowed) fixes the moment instead of a random one, counted
 # from the first checkpoint the job writes; the delay used is printed, so a failure can be
-# replayed. Not registered in CTest until fashion_mnist has --checkpoint-dir, --save-every
-# and --save-model.
+# replayed. CTest: example_fashion_mnist_kill9.
 set -u
 fathomrun=$1 trainer=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/fmnist_kill9.XXXXXX")
