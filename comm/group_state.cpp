@@ -149,6 +149,8 @@ void GroupState::issue(Call& c) {
   r.p2p = c.p2p;
   r.peer = c.peer;
   r.seq = c.seq;
+  if (c.kind == OpKind::send) r.nth = ++sends_to_[c.peer];
+  if (c.kind == OpKind::recv) r.nth = ++recvs_from_[c.peer];
   r.bytes = c.bytes;
   r.dtype = c.in.defined() ? c.in.dtype() : DType::u8;
   r.desc = c.desc;
@@ -216,7 +218,15 @@ PeerStatus GroupState::status_for(int64_t seq) const {
   std::lock_guard<std::mutex> lk(mu_);
   s.issued_seq = coll_seq_;
   s.pending = int32_t(pending_.size());
-  for (const auto& [id, r] : pending_) s.pending_p2p += r.p2p;
+  if (seq <= p2p_question(0)) {
+    int asker = int(p2p_question(0) - seq);
+    auto count = [&](const std::map<int, int64_t>& m) {
+      auto it = m.find(asker);
+      return it == m.end() ? int64_t(0) : it->second;
+    };
+    s.sends_to_asker = count(sends_to_);
+    s.recvs_from_asker = count(recvs_from_);
+  }
   const History& last = history_[coll_seq_ % history_.size()];
   if (coll_seq_ > 0 && last.seq == coll_seq_) copy_desc(s.issued_desc, last.desc);
   for (const auto& [id, r] : pending_) {
@@ -253,7 +263,7 @@ std::vector<Overdue> GroupState::running_for(Clock::time_point now, double min_s
   for (const auto& [id, r] : pending_) {
     if (!r.started) continue;
     double running = std::chrono::duration<double>(now - r.start).count();
-    if (running >= min_s) out.push_back({id, r.seq, r.p2p, r.peer, r.desc, running});
+    if (running >= min_s) out.push_back({id, r.seq, r.p2p, r.peer, r.desc, running, r.kind, r.nth});
   }
   return out;
 }

@@ -80,7 +80,8 @@ struct PeerStatus {
   int64_t oldest_seq = -1;  // oldest unfinished collective, -1 when all are done
   double oldest_for_s = 0;  // how long that one has been running (0 while queued)
   int32_t pending = 0;      // unfinished calls, send/recv included
-  int32_t pending_p2p = 0;  // unfinished sends and recvs
+  // Sends this rank issued to, and recvs it issued from, the asking rank (a p2p question).
+  int64_t sends_to_asker = 0, recvs_from_asker = 0;
   uint8_t oldest_started = 0;
   uint8_t known_at_query = 0;  // desc_at_query is filled
   char issued_desc[96] = {};
@@ -96,7 +97,12 @@ struct Overdue {
   int peer = -1;
   std::string desc;
   double running_s = 0;
+  OpKind kind = OpKind::barrier;
+  int64_t nth = 0;  // send/recv: this rank's nth send to (recv from) that peer in the group
 };
+// The seq of a side-channel question about send/recv, asked by group rank r: negative, so it
+// never names a collective (-1 means "no seq").
+inline int64_t p2p_question(int asker) { return -2 - int64_t(asker); }
 
 // The NCCL backend's hook into the watchdog: poll() completes finished work and returns a
 // fatal error message ("" when healthy); abort() tears the communicator down before exit.
@@ -191,6 +197,7 @@ struct GroupState {
     bool p2p = false;
     int peer = -1;
     int64_t seq = 0;
+    int64_t nth = 0;
     size_t bytes = 0;
     DType dtype = DType::u8;
     bool started = false;
@@ -207,6 +214,7 @@ struct GroupState {
   std::weak_ptr<Kicker> kicker_;
   mutable std::mutex mu_;
   int64_t coll_seq_ = 0, p2p_seq_ = 0;
+  std::map<int, int64_t> sends_to_, recvs_from_;  // by peer: sends and recvs issued
   uint64_t next_id_ = 0;
   std::map<uint64_t, Record> pending_;
   std::array<History, 64> history_{};  // what the last 64 collectives were, by seq % 64

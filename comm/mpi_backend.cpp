@@ -78,6 +78,18 @@ void MpiBackend::shutdown() {
   if (thread_.joinable()) thread_.join();
   std::unique_lock<std::mutex> lk(mu_);
   cv_.wait(lk, [&] { return !busy_; });  // a caller may still run a call inline
+  // NCCL sends' headers that no recv took (the peer never posted one): MPI finishes them in
+  // the background; their buffers must outlive that, so they are left allocated.
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  for (Header& h : headers_) {
+    if (finalized || h.req == MPI_REQUEST_NULL) continue;
+    MpiLock lock;
+    int done = 0;
+    MPI_Test(&h.req, &done, MPI_STATUS_IGNORE);
+    if (!done) MPI_Request_free(&h.req), (void)h.fp.release();
+  }
+  headers_.clear();
 }
 
 void MpiBackend::wake_now() {

@@ -211,13 +211,21 @@ void check_exiting_peers(Clock::time_point now) {
               s.why, ". Ending the job now instead of at the timeout."));
         if (s.doomed == Clock::time_point{} && now - s.asked >= grace) {
           s.asked = now;
-          auto a = ask_peers({peer}, g->key, c.p2p ? -1 : c.seq, 2.0, answer)[0];
+          auto a = ask_peers({peer}, g->key, c.p2p ? p2p_question(g->rank) : c.seq, 2.0, answer)[0];
+          // A recv that is this rank's nth from the peer needs the peer's nth send to it
+          // (each send matches one recv), and a send its nth recv: counts it has not reached.
+          int64_t theirs = c.kind == OpKind::recv ? a ? a->status.sends_to_asker : 0
+                                                  : a ? a->status.recvs_from_asker : 0;
           if (!a)
             s.why = "did not answer the watchdog";
           else if (!a->found)
             s.why = "has no such group any more";
-          else if (c.p2p && a->status.pending_p2p == 0)
-            s.why = "has no send or recv left in this group";
+          else if (c.p2p && theirs < c.nth)
+            s.why = fathom::detail::concat(
+                "never issued the matching ", c.kind == OpKind::recv ? "send" : "recv",
+                ": this is this rank's ", c.kind == OpKind::recv ? "recv #" : "send #", c.nth,
+                c.kind == OpKind::recv ? " from" : " to", " it in this group, and it issued ", theirs,
+                c.kind == OpKind::recv ? " send(s) to" : " recv(s) from", " this rank");
           else if (!c.p2p && a->status.issued_seq < c.seq)
             s.why = fathom::detail::concat(
                 "never called it: its last collective in this group is ",

@@ -121,7 +121,7 @@ comm_fast_test(comm_rank_returns
 # ... and while its peer waits in a recv from it, or in a sub-group's collective, that it will
 # never call: finalize tells the peers it is exiting, and the waiting rank's watchdog fails.
 comm_fast_test(comm_rank_returns_in_recv
-  "\\[rank 0\\] DeepComm: recv\\(from 1, tag 0\\) \\[16\\] f32 cpu \\(p2p seq 1\\) on group 'world' \\(rank 0 of 2\\) cannot finish: rank 1 is exiting \\(it entered comm::finalize: it returned from main or called exit\\) and has no send or recv left in this group"
+  "\\[rank 0\\] DeepComm: recv\\(from 1, tag 0\\) \\[16\\] f32 cpu \\(p2p seq 1\\) on group 'world' \\(rank 0 of 2\\) cannot finish: rank 1 is exiting \\(it entered comm::finalize: it returned from main or called exit\\) and never issued the matching send: this is this rank's recv #1 from it in this group, and it issued 0 send\\(s\\) to this rank"
   ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:comm_rank_fails> return_recv)
 comm_fast_test(comm_rank_returns_in_group
   "\\[rank 0\\] DeepComm: allreduce\\(sum\\) \\[16\\] f32 cpu \\(seq 1\\) on group 'sub' \\(rank 0 of 2\\) cannot finish: rank 1 is exiting .* and has no such group any more"
