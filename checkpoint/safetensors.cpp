@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fathom/checkpoint/file_io.h"
 #include "fathom/checkpoint/json.h"
 #include "fathom/core/checked.h"
 #include "fathom/core/ops/factory.h"
@@ -206,25 +207,14 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
 
 namespace {
 
+using internal::read_at;
+
 struct Entry {
   std::string name;
   DType dtype = DType::f32;
   Shape shape;
   uint64_t begin = 0, end = 0;
 };
-
-void read_at(int fd, void* data, size_t n, uint64_t offset, const std::string& where) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    ssize_t r = ::pread(fd, p, std::min<size_t>(n, size_t(1) << 30), off_t(offset));
-    if (r < 0 && errno == EINTR) continue;
-    FATHOM_CHECK(r >= 0, where, ": read failed: ", errno_text(errno));
-    FATHOM_CHECK(r > 0, where, ": file ended early (was it truncated while being read?)");
-    p += r;
-    n -= size_t(r);
-    offset += uint64_t(r);
-  }
-}
 
 Entry parse_entry(const std::string& name, const json::Value& v, const std::string& where) {
   const std::string tw = where + ": tensor " + json::quote(name);
