@@ -79,16 +79,7 @@ class Fd {
 
 // ---------------------------------------------------------------------------------- save
 
-void write_all(int fd, const void* data, size_t n, const std::string& where) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-    if (w < 0 && errno == EINTR) continue;
-    FATHOM_CHECK(w > 0, where, ": write failed: ", errno_text(w < 0 ? errno : EIO));
-    p += w;
-    n -= size_t(w);
-  }
-}
+using internal::write_all;
 
 void check_name(const std::string& s, const char* what, const std::string& path) {
   FATHOM_CHECK(json::valid_utf8(s), "save_safetensors: '", path, "': ", what, " ",
