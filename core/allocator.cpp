@@ -12,7 +12,9 @@ std::shared_ptr<Storage> allocate(size_t nbytes, Device device) {
   // rounding cannot wrap a huge request around to a tiny block.
   FATHOM_CHECK(nbytes <= size_t(INT64_MAX), "allocate: ", nbytes, " bytes on ", device.str(),
                " is more than any device holds (over 2^63)");
-  return FATHOM_DISPATCH(device, allocate, nbytes, device.index);
+  std::shared_ptr<Storage> s = FATHOM_DISPATCH(device, allocate, nbytes, device.index);
+  s->count_in_ledger(memory::current_category());
+  return s;
 }
 
 namespace cpu {
