@@ -27,7 +27,9 @@ struct DeviceLedger {
 DeviceLedger ledgers[2];  // DeviceType::CPU, DeviceType::CUDA
 
 DeviceLedger& ledger(DeviceType d) { return ledgers[d == DeviceType::CUDA ? 1 : 0]; }
-thread_local Category tls_category = Category::other;
+// -1: no Scope on this thread; the unscoped rule decides.
+thread_local int tls_scope = -1;
+std::atomic<UnscopedRule> g_rule{nullptr};
 
 std::string human(int64_t b) {
   char buf[32];
@@ -52,9 +54,20 @@ const char* category_name(Category c) {
   ::fathom::detail::fail("memory: unknown category ", int(c));
 }
 
-Scope::Scope(Category c) : previous_(tls_category) { tls_category = c; }
-Scope::~Scope() { tls_category = previous_; }
-Category current_category() { return tls_category; }
+Scope::Scope(Category c) : previous_(tls_scope) {
+  FATHOM_CHECK(int(c) < kCategories, "memory::Scope: unknown category ", int(c));
+  tls_scope = int(c);
+}
+Scope::~Scope() { tls_scope = previous_; }
+
+Category current_category() {
+  if (tls_scope >= 0) return Category(tls_scope);
+  UnscopedRule rule = g_rule.load(std::memory_order_relaxed);
+  return rule ? rule() : Category::other;
+}
+
+void set_unscoped_rule(UnscopedRule rule) { g_rule.store(rule, std::memory_order_relaxed); }
+UnscopedRule unscoped_rule() { return g_rule.load(std::memory_order_relaxed); }
 
 void count_allocation(DeviceType device, Category c, int64_t bytes) {
   DeviceLedger& l = ledger(device);
@@ -66,6 +79,13 @@ void count_free(DeviceType device, Category c, int64_t bytes) {
   DeviceLedger& l = ledger(device);
   l.by_category[int(c)].current.fetch_sub(bytes, std::memory_order_relaxed);
   l.total.current.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+void count_move(DeviceType device, Category from, Category to, int64_t bytes) {
+  if (from == to) return;
+  DeviceLedger& l = ledger(device);
+  l.by_category[int(to)].add(bytes);
+  l.by_category[int(from)].current.fetch_sub(bytes, std::memory_order_relaxed);
 }
 
 Stats stats(DeviceType device) {

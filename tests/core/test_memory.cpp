@@ -30,9 +30,42 @@ TEST_CASE("memory ledger: bytes counted under the innermost scope and freed with
     Tensor view = p.view({10, 100});  // a view shares the storage: nothing new is counted
     CHECK(current(Category::parameters) - params0 == 4000);
   }
-  CHECK(memory::current_category() == Category::other);
   CHECK(current(Category::parameters) == params0);
   CHECK(current(Category::other) == other0);
+}
+
+TEST_CASE("memory ledger: the unscoped rule picks the category outside any Scope", "[core]") {
+  memory::UnscopedRule was = memory::unscoped_rule();
+  memory::set_unscoped_rule(nullptr);
+  CHECK(memory::current_category() == Category::other);
+  memory::set_unscoped_rule([] { return Category::communication; });
+  int64_t comm0 = current(Category::communication);
+  {
+    Tensor t = empty({16}, DType::f32);
+    CHECK(current(Category::communication) - comm0 == 64);
+    memory::Scope s(Category::gradients);  // a Scope still wins
+    CHECK(memory::current_category() == Category::gradients);
+  }
+  memory::set_unscoped_rule(was);
+  CHECK(current(Category::communication) == comm0);
+}
+
+TEST_CASE("memory ledger: recount moves a live block to another category, the total unchanged",
+          "[core]") {
+  int64_t params0 = current(Category::parameters), grads0 = current(Category::gradients);
+  Tensor t;
+  {
+    memory::Scope s(Category::gradients);
+    t = empty({250}, DType::f32);
+  }
+  int64_t total = memory::stats(DeviceType::CPU).total.current;
+  t.impl().storage->recount(Category::parameters);
+  CHECK(t.impl().storage->category() == Category::parameters);
+  CHECK(current(Category::parameters) - params0 == 1000);
+  CHECK(current(Category::gradients) == grads0);
+  CHECK(memory::stats(DeviceType::CPU).total.current == total);
+  t = Tensor();  // freed from where it was moved to
+  CHECK(current(Category::parameters) == params0);
 }
 
 TEST_CASE("memory ledger: peak of the total survives frees until reset_peak", "[core]") {
