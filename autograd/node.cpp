@@ -1,8 +1,10 @@
 #include "fathom/autograd/node.h"
 
 #include "fathom/autograd/grad_mode.h"
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/storage.h"
 
 namespace fathom::autograd {
 
@@ -10,7 +12,19 @@ static thread_local bool t_grad_enabled = true;
 bool is_grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
 
+// The ledger's activations are what a thread allocates outside any memory::Scope while grad
+// mode is on: every tensor a backward function saves, and every forward intermediate, is made
+// then, whichever way an op captures it; backward passes, optimizer steps, initialisation and
+// evaluation run with grad mode off and land in `other`. Installed with grad mode itself, so
+// any program that records a graph counts its activations.
+[[maybe_unused]] static const bool g_rule_installed = [] {
+  memory::set_unscoped_rule(
+      [] { return t_grad_enabled ? memory::Category::activations : memory::Category::other; });
+  return true;
+}();
+
 static std::atomic<uint64_t> g_next_sequence_nr{0};
+uint64_t next_sequence_nr() { return g_next_sequence_nr.load(std::memory_order_relaxed); }
 
 Meta& meta(const Tensor& t) {
   auto& slot = t.impl().autograd;
@@ -70,8 +84,13 @@ Grads AccumulateGrad::apply(Grads&& grads) {
   Tensor leaf(leaf_);
   Meta& m = meta(leaf);
   if (grads[0].defined()) {
-    if (!m.grad.defined()) m.grad = own(std::move(grads[0]));
-    else ops::add_(m.grad, grads[0]);
+    if (!m.grad.defined()) {
+      memory::Scope ledger(memory::Category::gradients);  // a copy is made as a gradient
+      m.grad = own(std::move(grads[0]));
+      m.grad.impl().storage->recount(memory::Category::gradients);  // a taken one becomes one
+    } else {
+      ops::add_(m.grad, grads[0]);
+    }
   }
   // A hook may register or remove hooks: iterate over a copy.
   auto hooks = m.hooks;

@@ -102,6 +102,10 @@ class AccumulateGrad final : public Node {
   std::shared_ptr<TensorImpl> leaf_;
 };
 
+// The sequence number the next node will get: nodes numbered from here on were made after
+// this call (recompute tells the nodes of its own region by it).
+uint64_t next_sequence_nr();
+
 // True when grad mode is on and some defined input requires grad.
 bool needs_grad(const std::vector<Tensor>& inputs);
 // A handle to t's data without its autograd history (undefined stays undefined).

@@ -1,5 +1,6 @@
 #include "fathom/comm/compressor.h"
 
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/compress.h"
 #include "fathom/core/ops/factory.h"
 
@@ -15,6 +16,7 @@ std::string Sparse24Compressor::name() const {
 }
 
 WorkPtr Sparse24Compressor::start(ProcessGroup& pg, int key, const Tensor& grad) {
+  memory::Scope ledger(memory::Category::communication);  // the residual and the wire payload
   Slot& s = slots_[key];
   if (!s.residual.defined() || s.residual.numel() != grad.numel() ||
       s.residual.device() != grad.device()) {

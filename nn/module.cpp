@@ -4,7 +4,9 @@
 #include <ostream>
 
 #include "fathom/autograd/meta.h"
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/storage.h"
 
 namespace fathom::nn {
 
@@ -36,6 +38,8 @@ Tensor Module::register_parameter(const std::string& name, Tensor t, bool requir
   FATHOM_CHECK(t.is_leaf(), type_name_, "::register_parameter: '", name, "' ", t.desc(),
                " has autograd history; register a leaf (t.detach())");
   if (requires_grad && is_floating(t.dtype())) t.requires_grad_(true);
+  // Made before it was registered (under whatever category): the ledger counts it from now on.
+  t.impl().storage->recount(memory::Category::parameters);
   params_.emplace_back(name, t);
   return t;
 }
@@ -132,8 +136,12 @@ void Module::convert(const std::function<Tensor(const Tensor&)>& fn) {
     dst.dtype = n.dtype();
   };
   for (auto& [name, t] : named_parameters()) {
-    swap_in(t);
+    {
+      memory::Scope ledger(memory::Category::parameters);
+      swap_in(t);
+    }
     if (autograd::Meta* m = autograd::meta_if(t)) {
+      memory::Scope ledger(memory::Category::gradients);
       if (m->grad.defined()) m->grad = fn(m->grad);
       m->grad_accumulator.reset();  // a live graph's accumulator knows the old dtype/device
     }

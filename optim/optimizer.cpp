@@ -4,6 +4,7 @@
 #include <sstream>
 #include <typeinfo>
 
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 
@@ -99,6 +100,7 @@ void Optimizer::step(double grad_scale) {
                  g.desc(), " does not fit parameter '", params_[i].first, "' ", p.desc());
     const OptimizerOptions& o = *groups_[group_of_[i]].options_;
     if (s.step == 0) {
+      memory::Scope ledger(memory::Category::optimizer_state);
       if (is_half(p.dtype())) s.master = ops::to(p, DType::f32);
       init_state(s, p, o);
     }
@@ -196,6 +198,7 @@ void Optimizer::check_state_dict(const std::map<std::string, Tensor>& state) con
 
 void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
   check_state_dict(state);
+  memory::Scope ledger(memory::Category::optimizer_state);
   std::vector<State> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [n, p] = params_[i];
