@@ -6,3 +6,4 @@
 #include "fathom/autograd/meta.h"       // Meta (a tensor's grad, grad_fn, hooks)
 #include "fathom/autograd/node.h"       // Node, record(): custom differentiable ops
 #include "fathom/autograd/ops.h"        // add, matmul, softmax, cross_entropy, ...
+#include "fathom/autograd/recompute.h"  // recompute(): activation recomputation

@@ -66,39 +66,57 @@ struct ReadyOrder {
   }
 };
 
-}  // namespace
+// Where grad() stops: the gradient reaching each (node, output) listed is summed into its slot
+// instead of running the node. Accumulators are never run either, so no leaf changes.
+struct Stops {
+  std::unordered_map<Node*, std::vector<std::pair<uint32_t, size_t>>> at;  // node -> (output, slot)
+  Grads grads;
+  bool stops(Node* n) const { return n->is_accumulator() || at.count(n); }
+  void deliver(Node* n, uint32_t output, Tensor g) {
+    auto it = at.find(n);
+    if (it == at.end()) return;  // a leaf nobody asked about
+    for (auto& [k, slot] : it->second)
+      if (k == output) {
+        Tensor& s = grads[slot];
+        s = s.defined() ? ops::binary(BinaryOp::add, s, g) : g;
+      }
+  }
+};
 
-void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
-              bool retain_graph) {
-  FATHOM_CHECK(!roots.empty(), "backward: no tensors given");
-  FATHOM_CHECK(grads.empty() || grads.size() == roots.size(), "backward: ", roots.size(),
+// The roots' edges and their gradients (checked, cast to each root), before anything runs.
+void root_edges(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, const char* op,
+                std::vector<Edge>& edges, Grads& out) {
+  FATHOM_CHECK(!roots.empty(), op, ": no tensors given");
+  FATHOM_CHECK(grads.empty() || grads.size() == roots.size(), op, ": ", roots.size(),
                " tensors but ", grads.size(), " gradients");
-  std::vector<Edge> root_edges;
-  Grads root_grads;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
-    FATHOM_CHECK(r.defined(), "backward: tensor ", i, " is undefined");
-    FATHOM_CHECK(r.requires_grad(), "backward: tensor ", r.desc(),
+    FATHOM_CHECK(r.defined(), op, ": tensor ", i, " is undefined");
+    FATHOM_CHECK(r.requires_grad(), op, ": tensor ", r.desc(),
                  " does not require grad and has no grad_fn: nothing to differentiate. Call "
                  "requires_grad_() on the leaves to train, and do not run the forward under "
                  "NoGradGuard");
     Tensor g = grads.empty() ? Tensor() : grads[i];
     if (!g.defined()) {
-      FATHOM_CHECK(r.numel() == 1, "backward: a gradient can be implied only for a one-element "
+      FATHOM_CHECK(r.numel() == 1, op, ": a gradient can be implied only for a one-element "
                    "tensor, got ", r.desc(), "; pass a gradient of its shape: t.backward(grad)");
       g = ones(r.shape(), r.options());
     }
-    FATHOM_CHECK(g.shape() == r.shape(), "backward: gradient ", g.desc(),
+    FATHOM_CHECK(g.shape() == r.shape(), op, ": gradient ", g.desc(),
                  " does not match the tensor ", r.desc());
-    FATHOM_CHECK(is_floating(g.dtype()), "backward: gradient ", g.desc(),
+    FATHOM_CHECK(is_floating(g.dtype()), op, ": gradient ", g.desc(),
                  " must be floating point");
-    root_edges.push_back(gradient_edge(r));
-    root_grads.push_back(ops::to(ops::to(g, r.device()), r.dtype()));
+    edges.push_back(gradient_edge(r));
+    out.push_back(ops::to(ops::to(g, r.device()), r.dtype()));
   }
+}
 
+// Runs the graph from the root edges; with `stops`, only down to them (grad()).
+void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* stops) {
   NoGradGuard no_grad;
   CallbackScope callbacks;
-  auto root = std::make_shared<GraphRoot>(std::move(root_edges), std::move(root_grads));
+  auto root = std::make_shared<GraphRoot>(std::move(edges), std::move(root_grads));
+  auto stopped = [&](const Edge& e) { return stops && stops->stops(e.fn.get()); };
 
   // Dependencies: how many edges point at each node from the part of the graph we will run.
   std::unordered_map<Node*, int64_t> deps;
@@ -109,7 +127,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
       Node* n = stack.back();
       stack.pop_back();
       for (const Edge& e : n->next()) {
-        if (!e.fn) continue;
+        if (!e.fn || stopped(e)) continue;
         ++deps[e.fn.get()];
         if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
       }
@@ -150,7 +168,12 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     for (size_t i = 0; i < next.size(); ++i) {
       const Edge& e = next[i];
       if (!e.fn) continue;
-      if (i < out.size() && out[i].defined()) {
+      bool has = i < out.size() && out[i].defined();
+      if (stopped(e)) {
+        if (has) stops->deliver(e.fn.get(), e.input_nr, conform(std::move(out[i]), *node, i, *e.fn, e.input_nr));
+        continue;
+      }
+      if (has) {
         Tensor g = conform(std::move(out[i]), *node, i, *e.fn, e.input_nr);
         Grads& buf = buffers[e.fn.get()];
         if (buf.empty()) buf.resize(e.fn->outputs().size());
@@ -166,6 +189,31 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     auto fn = std::move(callbacks.list[i]);
     fn();
   }
+}
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+              bool retain_graph) {
+  std::vector<Edge> edges;
+  Grads root_grads;
+  root_edges(roots, grads, "backward", edges, root_grads);
+  run(std::move(edges), std::move(root_grads), retain_graph, nullptr);
+}
+
+Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+           const std::vector<Edge>& at, bool retain_graph) {
+  std::vector<Edge> edges;
+  Grads root_grads;
+  root_edges(roots, grads, "grad", edges, root_grads);
+  Stops stops;
+  stops.grads.resize(at.size());
+  for (size_t i = 0; i < at.size(); ++i) {
+    FATHOM_CHECK(at[i].fn, "grad: edge ", i, " leads nowhere (a tensor that needs no gradient)");
+    stops.at[at[i].fn.get()].emplace_back(at[i].input_nr, i);
+  }
+  run(std::move(edges), std::move(root_grads), retain_graph, &stops);
+  return std::move(stops.grads);
 }
 
 void queue_callback(std::function<void()> fn) {

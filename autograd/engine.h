@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fathom/autograd/meta.h"
+#include "fathom/autograd/node.h"
 #include "fathom/core/tensor.h"
 
 namespace fathom::autograd {
@@ -19,6 +20,14 @@ namespace fathom::autograd {
 // saved tensors of every node run are freed, and a second backward through them throws.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads = {},
               bool retain_graph = false);
+
+// The gradients of `roots` with respect to the edges `at` (torch.autograd.grad, by edge:
+// gradient_edge(t) for a tensor t, or a node's own next()): the graph runs from the roots down
+// to those edges, and what reaches each is summed and returned, one per edge (undefined where
+// nothing arrives). Nothing at or past them runs, and no accumulator runs at all, so no leaf's
+// grad changes and no hook fires. Frees the part it ran unless retain_graph.
+Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+           const std::vector<Edge>& at, bool retain_graph = false);
 
 // Queues fn to run once the backward pass running on this thread has finished every node,
 // before backward() returns (PyTorch's queue_callback). Callbacks run in the order queued and

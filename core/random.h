@@ -4,6 +4,8 @@
 // saving the three numbers resumes the stream exactly.
 #include <array>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace fathom {
 
@@ -19,12 +21,9 @@ class Generator {
   const PhiloxState& state() const { return state_; }
   void set_state(const PhiloxState& s) { state_ = s; }
   void manual_seed(uint64_t seed) { state_ = {seed, state_.stream, 0}; }
-  // Reserves n values: returns the state to draw them from and advances past them.
-  PhiloxState reserve(uint64_t n) {
-    PhiloxState s = state_;
-    state_.offset += (n + 3) / 4;
-    return s;
-  }
+  // Reserves n values: returns the state to draw them from and advances past them (and tells
+  // the thread's RngRecorders, the first time each sees this generator).
+  PhiloxState reserve(uint64_t n);
 
  private:
   PhiloxState state_;
@@ -32,6 +31,38 @@ class Generator {
 
 Generator& default_generator();
 void manual_seed(uint64_t seed);  // seeds the default generator
+
+// Replaying random draws (activation recomputation, autograd/recompute.h): while a recorder
+// lives, every generator the thread draws from is noted with its state before the first draw.
+// Recorders nest; a draw is noted by every live one. The generators must outlive any replay.
+using GeneratorStates = std::vector<std::pair<Generator*, PhiloxState>>;
+class RngRecorder {
+ public:
+  RngRecorder();
+  ~RngRecorder();
+  RngRecorder(const RngRecorder&) = delete;
+  RngRecorder& operator=(const RngRecorder&) = delete;
+  const GeneratorStates& states() const { return states_; }
+  void note(Generator* g);  // called by Generator::reserve
+
+ private:
+  RngRecorder* outer_;
+  GeneratorStates states_;
+};
+
+// Sets each generator to its recorded state for the scope, so the region draws the same
+// numbers again, and puts every one back where it was when the scope ends: a replay leaves the
+// rest of the run's random stream untouched.
+class RngReplay {
+ public:
+  explicit RngReplay(const GeneratorStates& states);
+  ~RngReplay();
+  RngReplay(const RngReplay&) = delete;
+  RngReplay& operator=(const RngReplay&) = delete;
+
+ private:
+  GeneratorStates saved_;
+};
 
 // The Philox-4x32-10 block function; usable from host and device code.
 #if defined(__CUDACC__)
