@@ -3,16 +3,34 @@
 #include <cmath>
 
 #include "fathom/autograd/ops.h"
+#include "fathom/autograd/recompute.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 #include "fathom/nn/init.h"
 
 namespace fathom::nn {
 
+const char* recompute_name(Recompute r) {
+  switch (r) {
+    case Recompute::none: return "none";
+    case Recompute::selective: return "selective";
+    case Recompute::full: return "full";
+  }
+  detail::fail("recompute_name: unknown value ", int(r));
+}
+
+Recompute parse_recompute(const std::string& s) {
+  if (s == "none") return Recompute::none;
+  if (s == "selective") return Recompute::selective;
+  if (s == "full") return Recompute::full;
+  detail::fail("recompute '", s, "': expected none, selective or full");
+}
+
 // ---- attention ----
 
 CausalSelfAttention::CausalSelfAttention(const GPTConfig& c, Generator* gen)
-    : Module("CausalSelfAttention"), n_head(c.n_head), n_embd(c.n_embd) {
+    : Module("CausalSelfAttention"), n_head(c.n_head), n_embd(c.n_embd),
+      recompute_core(c.recompute == Recompute::selective) {
   FATHOM_CHECK(c.n_head > 0 && c.n_embd % c.n_head == 0, "CausalSelfAttention: n_embd ",
                c.n_embd, " is not divisible by n_head ", c.n_head);
   qkv = register_module("qkv", std::make_shared<Linear>(LinearOptions(c.n_embd, 3 * c.n_embd), gen));
@@ -28,16 +46,27 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   std::vector<Tensor> qkv_parts = split(qkv->forward(x), C, 2);  // 3 x [B, T, C]
   auto heads = [&](const Tensor& t) { return t.view({B, T, H, D}).transpose(1, 2); };
   Tensor q = heads(qkv_parts[0]), k = heads(qkv_parts[1]), v = heads(qkv_parts[2]);  // [B, H, T, D]
-  Tensor att = matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(D)));       // [B, H, T, T]
+  Tensor y;                                                                          // [B, H, T, D]
+  if (recompute_core)
+    y = autograd::recompute("attention core", [this](const std::vector<Tensor>& in) {
+          return std::vector<Tensor>{core(in[0], in[1], in[2])};
+        }, {q, k, v})[0];
+  else
+    y = core(q, k, v);
+  y = y.transpose(1, 2).contiguous().view({B, T, C});  // heads side by side
+  return resid_dropout->forward(proj->forward(y));
+}
+
+Tensor CausalSelfAttention::core(const Tensor& q, const Tensor& k, const Tensor& v) {
+  int64_t T = q.size(2), D = q.size(3);
+  Tensor att = matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(D)));  // [B, H, T, T]
   // Position j is hidden from query i when j > i. -inf (not a large negative number) keeps the
   // masked probabilities exactly 0 in every dtype.
-  Tensor pos = arange(T, {DType::i64, x.device()});
+  Tensor pos = arange(T, {DType::i64, q.device()});
   Tensor future = gt(pos.view({1, T}), pos.view({T, 1}));  // [T, T] bool
   att = masked_fill(att, future, -INFINITY);
   att = attn_dropout->forward(softmax(att, -1));
-  Tensor y = matmul(att, v);                                     // [B, H, T, D]
-  y = y.transpose(1, 2).contiguous().view({B, T, C});            // heads side by side
-  return resid_dropout->forward(proj->forward(y));
+  return matmul(att, v);
 }
 
 // ---- MLP and block ----
@@ -52,7 +81,8 @@ Tensor MLP::forward(const Tensor& x) {
   return dropout->forward(proj->forward(gelu(fc->forward(x))));
 }
 
-Block::Block(const GPTConfig& c, Generator* gen) : Module("Block") {
+Block::Block(const GPTConfig& c, Generator* gen)
+    : Module("Block"), recompute_block(c.recompute == Recompute::full) {
   ln1 = register_module("ln1", std::make_shared<LayerNorm>(LayerNormOptions(c.n_embd)));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(c, gen));
   ln2 = register_module("ln2", std::make_shared<LayerNorm>(LayerNormOptions(c.n_embd)));
@@ -60,6 +90,11 @@ Block::Block(const GPTConfig& c, Generator* gen) : Module("Block") {
 }
 
 Tensor Block::forward(const Tensor& x) {
+  if (!recompute_block) return body(x);
+  return autograd::recompute("Block", [this](const Tensor& in) { return body(in); }, x);
+}
+
+Tensor Block::body(const Tensor& x) {
   Tensor h = x + attn->forward(ln1->forward(x));
   return h + mlp->forward(ln2->forward(h));
 }

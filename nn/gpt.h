@@ -1,6 +1,8 @@
 #pragma once
 // GPT-2 (as in nanoGPT and llm.c): token + position embeddings, pre-LayerNorm transformer
 // blocks, a final LayerNorm, and logits through the token embedding (tied weights).
+#include <string>
+
 #include "fathom/core/random.h"
 #include "fathom/nn/dropout.h"
 #include "fathom/nn/embedding.h"
@@ -10,6 +12,14 @@
 
 namespace fathom::nn {
 
+// Activation recomputation (autograd/recompute.h), as Megatron's --recompute-granularity:
+// selective reruns only attention's core (QK^T, mask, softmax, dropout, @V), whose [B, H, T, T]
+// tensors are most of a block's activations and few of its flops; full keeps only each block's
+// input and reruns the whole block during backward. Gradients are the same either way.
+enum class Recompute { none, selective, full };
+const char* recompute_name(Recompute r);
+Recompute parse_recompute(const std::string& s);  // "none", "selective" or "full"
+
 struct GPTConfig {
   int64_t vocab_size = 50257;
   int64_t block_size = 1024;  // the longest sequence T
@@ -17,6 +27,7 @@ struct GPTConfig {
   int64_t n_head = 12;
   int64_t n_embd = 768;
   double dropout = 0.0;
+  Recompute recompute = Recompute::none;
 };
 
 // Multi-head causal self-attention: one fused qkv projection, a causal mask (masked_fill with
@@ -30,6 +41,10 @@ class CausalSelfAttention : public Module {
   std::shared_ptr<Linear> proj;  // C -> C, a residual projection
   std::shared_ptr<Dropout> attn_dropout, resid_dropout;
   int64_t n_head, n_embd;
+  bool recompute_core;  // Recompute::selective
+
+ private:
+  Tensor core(const Tensor& q, const Tensor& k, const Tensor& v);  // [B, H, T, D] each
 };
 
 // The feed-forward half of a block: C -> 4C -> GELU (tanh) -> C.
@@ -52,6 +67,10 @@ class Block : public Module {
   std::shared_ptr<LayerNorm> ln1, ln2;
   std::shared_ptr<CausalSelfAttention> attn;
   std::shared_ptr<MLP> mlp;
+  bool recompute_block;  // Recompute::full
+
+ private:
+  Tensor body(const Tensor& x);
 };
 
 // Initialised as GPT-2: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)),
