@@ -1,5 +1,6 @@
 #include "fathom/data/dataset.h"
 
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/nn.h"
 #include "fathom/core/ops/shape.h"
@@ -32,7 +33,10 @@ Tensor stack_field(const std::vector<Example>& ex, const std::vector<int64_t>& i
 
 }  // namespace
 
+// Batches are data, not activations, whichever thread's grad mode they are made under
+// (the loader's, on as every thread's starts): docs/memory.md.
 Batch Dataset::get_batch(const std::vector<int64_t>& indices) const {
+  memory::Scope ledger(memory::Category::other);
   if (indices.empty()) {
     // A rank's share of a final partial batch can be empty; example 0 gives the shapes.
     FATHOM_CHECK(size() > 0, "Dataset::get_batch: the dataset is empty");
@@ -64,6 +68,7 @@ Example TensorDataset::get(int64_t index) const {
 }
 
 Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
+  memory::Scope ledger(memory::Category::other);
   Tensor idx = from_vector(indices, {int64_t(indices.size())});
   return {ops::index_select(data_, 0, ops::to(idx, data_.device())),
           ops::index_select(targets_, 0, ops::to(idx, targets_.device()))};

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fathom/core/checked.h"
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/factory.h"
 
 namespace fathom::data {
@@ -97,6 +98,7 @@ Tensor read_idx_images(const std::string& path) {
   FATHOM_CHECK(s[0] > 0, "'", path, "' holds no images (shape ", shape_str(s), ")");
   FATHOM_CHECK(s[1] > 0 && s[2] > 0, "'", path, "': images of ", s[1], " x ", s[2],
                " pixels hold nothing (shape ", shape_str(s), ")");
+  memory::Scope ledger(memory::Category::other);  // data, not activations (docs/memory.md)
   Tensor t = empty({s[0], s[1] * s[2]}, DType::f32);  // the product fits: read_idx checked it
   float* p = t.data<float>();
   const uint8_t* src = f.data();
@@ -108,6 +110,7 @@ Tensor read_idx_labels(const std::string& path) {
   Idx f = read_idx(path, 1);
   int64_t n = f.shape[0];
   FATHOM_CHECK(n > 0, "'", path, "' holds no labels");
+  memory::Scope ledger(memory::Category::other);
   Tensor t = empty({n}, DType::i64);
   int64_t* p = t.data<int64_t>();
   const uint8_t* src = f.data();

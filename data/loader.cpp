@@ -2,8 +2,6 @@
 
 #include <omp.h>
 
-#include "fathom/core/memory.h"
-
 namespace fathom::data {
 
 namespace {
@@ -47,9 +45,6 @@ void DataLoader::work(LoaderPosition p) {
   // the training thread's team for the same cores (and spin), for no gain. nthreads-var is
   // per-thread, so this leaves the training thread's setting alone.
   omp_set_num_threads(1);
-  // Batches are data, not activations: this thread's grad mode (on, as every thread's starts)
-  // would otherwise put them there in the memory ledger.
-  memory::Scope ledger(memory::Category::other);
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "fathom/core/checked.h"
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/factory.h"
 
 namespace fathom::data {
@@ -49,6 +50,7 @@ std::pair<Tensor, Tensor> TextDataset::batch(int64_t B, int64_t T, Generator& ge
   int64_t tokens = 0;
   FATHOM_CHECK(mul_fits(B, T, &tokens), "TextDataset::batch: B x T = ", B, " x ", T,
                " overflows int64");
+  memory::Scope ledger(memory::Category::other);  // data, not activations (docs/memory.md)
   Tensor x = empty({B, T}, DType::i64), y = empty({B, T}, DType::i64);
   int64_t *xp = x.data<int64_t>(), *yp = y.data<int64_t>();
   PhiloxState s = gen.reserve(uint64_t(B) * 4);
