@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
                               "or gpt2 (L12 H12 C768 V50304 T1024 B16)")
       .add("device", "cpu", "cpu or cuda[:N]")
       .add("dtype", "f32", "f32 or bf16 (parameters and activations)")
-      .add("steps", "20", "timed steps (after 3 untimed warm-up steps)");
+      .add("steps", "20", "timed steps (after 3 untimed warm-up steps)")
+      .add_switch("memory", "print the memory ledger (peaks over the run) on stderr");
   flags.parse(argc, argv);
   struct Cfg { int64_t L, H, C, V, T, B; };
   std::string name = flags.str("config");
@@ -59,5 +60,6 @@ int main(int argc, char** argv) {
               "\"params\":%lld,\"step_ms\":%.2f,\"tokens_per_s\":%.0f,\"tflops\":%.3f,\"loss\":%.3f}\n",
               name.c_str(), dev.str().c_str(), dtype_name(dt), (long long)model->num_parameters(),
               med * 1e3, tok, tok * flops_tok / 1e12, loss);
+  if (flags.boolean("memory")) std::fprintf(stderr, "%s", memory::report(dev.type).c_str());
   return 0;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Command-line flags for Fathom's own programs (examples, benchmarks): --name=value or
-// --name value, --help. Internal, not installed. It lives in comm, not core, because a flag
+// --name value, --help; a switch (add_switch) is also given bare, --name meaning true. Internal, not installed. It lives in comm, not core, because a flag
 // one rank rejects must end every rank (comm::abort), and examples/ is included by nothing.
 // A bad flag prints the usage and exits with code 2 (the convention of command-line tools).
 // In a program that called comm::init() first, the rank that rejects a flag also tells the
@@ -32,6 +32,12 @@ class Flags {
     return *this;
   }
 
+  // A true/false flag that may be given bare: --memory is --memory=true.
+  Flags& add_switch(const std::string& name, const std::string& help) {
+    switches_.push_back(name);
+    return add(name, "false", help);
+  }
+
   void parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -45,6 +51,8 @@ class Flags {
       if (eq != std::string::npos) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
+      } else if (is_switch(name)) {
+        value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
       } else {
@@ -150,6 +158,11 @@ class Flags {
   }
 
  private:
+  bool is_switch(const std::string& name) const {
+    for (const auto& n : switches_)
+      if (n == name) return true;
+    return false;
+  }
   void usage(FILE* f) const {
     std::fprintf(f, "usage: %s [flags]\n%s\n\nflags:\n", program_.c_str(), about_.c_str());
     for (const auto& n : order_)
@@ -157,7 +170,7 @@ class Flags {
                    values_.at(n).c_str());
   }
   std::string program_, about_;
-  std::vector<std::string> order_;
+  std::vector<std::string> order_, switches_;
   std::map<std::string, std::string> values_, help_;
 };
 

@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
       .add("log-every", "100", "print the training loss every N steps (0: only per epoch)")
       .add("all-ranks", "false", "print from every rank, not only rank 0")
       .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl")
-      .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)");
+      .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)")
+      .add_switch("memory", "print the memory ledger (current and peak bytes by category) at the end");
   examples::Checkpointing::add_flags(flags);
   try {
     // Before the flags: a rank that rejects one tells the others (Flags::fail).
@@ -174,6 +175,7 @@ int main(int argc, char** argv) {
       if (ckpt.after_step(step, step == total)) return 0;
     }
     ckpt.finish(*model, {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
+    if (flags.boolean("memory") && talk) std::printf("%s", memory::report(dev.type).c_str());
   } catch (const std::exception& e) {
     // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): prints
     // "[rank R] fashion_mnist: error: ..." and tells the other ranks, which stop at once quoting

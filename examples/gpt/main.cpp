@@ -53,7 +53,9 @@ int main(int argc, char** argv) {
       .add("device", "cpu", "cpu or cuda[:N]")
       .add("dtype", "f32", "f32, bf16 or f16 (f16 uses dynamic loss scaling)")
       .add("log-every", "50", "print loss and tokens/s every N steps")
-      .add("sample", "300", "bytes to generate at the end (0: none)");
+      .add("sample", "300", "bytes to generate at the end (0: none)")
+      .add("recompute", "none", "activation recomputation: none, selective (attention's core) or full (each block)")
+      .add_switch("memory", "print the memory ledger (current and peak bytes by category) after training");
   examples::Checkpointing::add_flags(flags);
   flags.parse(argc, argv);
   Preset p = preset(flags.str("config"), flags);
@@ -65,6 +67,12 @@ int main(int argc, char** argv) {
   double dropout = flags.probability("dropout");
   DType dt = flags.model_dtype("dtype");
   Device dev = flags.device("device");
+  nn::Recompute recompute = nn::Recompute::none;
+  try {
+    recompute = nn::parse_recompute(flags.str("recompute"));
+  } catch (const Error& e) {
+    flags.fail(e.what());
+  }
 
   try {
     // One process; the world group is what the checkpointer coordinates over.
@@ -72,7 +80,7 @@ int main(int argc, char** argv) {
     data::TextDataset text(flags.str("data"));
     uint64_t seed = uint64_t(flags.i64("seed"));
     Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);
-    nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, dropout};
+    nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, dropout, recompute};
     auto model = std::make_shared<nn::GPT>(cfg, &init_gen);
     model->to(dev);
     model->to(dt);
@@ -125,6 +133,7 @@ int main(int argc, char** argv) {
       if (ckpt.after_step(step, step == steps)) return 0;
     }
     ckpt.finish(*model, {{"model", "gpt " + flags.str("config")}, {"dtype", dtype_name(dt)}});
+    if (flags.boolean("memory")) std::printf("%s", memory::report(dev.type).c_str());
     if (sample > 0) {
       std::string prompt = "\n";
       Tensor idx = ops::to(from_vector(std::vector<int64_t>{'\n'}, {1, 1}), dev);
