@@ -72,11 +72,13 @@ void expect_ranks_agree(nn::Module& m, comm::ProcessGroup& pg) {
 }
 
 // ZeRO `stage` with AdamW in two groups (or SGD with momentum), clipped to max_norm, 10 steps.
-void sharded_matches_whole(int stage, bool sgd, bool overlap) {
+void sharded_matches_whole(int stage, bool sgd, bool overlap, Device dev = Device::cpu()) {
   auto pg = world();
   int r = pg->rank(), w = pg->size();
-  INFO("ZeRO-" << stage << (sgd ? " SGD" : " AdamW") << (overlap ? " overlapped gather" : ""));
+  INFO("ZeRO-" << stage << (sgd ? " SGD" : " AdamW") << (overlap ? " overlapped gather" : "") << " on " << dev.str());
   auto model = std::make_shared<Net>(7), ref = std::make_shared<Net>(7);
+  model->to(dev);
+  ref->to(dev);
   parallel::DistributedDataParallel ddp(model, pg, small_buckets());
   REQUIRE(ddp.bucket_layout().size() > 1);
   auto z = parallel::ZeroOptions().stage(stage).overlap_param_gather(overlap);
@@ -96,6 +98,8 @@ void sharded_matches_whole(int stage, bool sgd, bool overlap) {
   int clipped = 0;
   for (int64_t s = 0; s < 10; ++s) {
     auto [x, y] = global_batch(s);
+    x = ops::to(x, dev);
+    y = ops::to(y, dev);
     opt->zero_grad();
     cross_entropy(ddp.forward(shard(x, r, w)), shard(y, r, w)).backward();
     // ZeRO-1 all-reduces: p.grad() is the whole average. ZeRO-2 keeps only this rank's blocks.
@@ -122,6 +126,16 @@ TEST_CASE("ZeRO-1 and ZeRO-2 equal one process on the whole batch, f32, with cli
     sharded_matches_whole(stage, true, false);
   }
   sharded_matches_whole(2, false, true);
+}
+
+// Over NCCL (every rank on one GPU through NCCL_HOSTID, as DDP's NCCL test): the reduce-scatter,
+// the in-place all-gather and the norm's all-reduce on CUDA tensors.
+TEST_CASE("ZeRO-1 and ZeRO-2 over NCCL equal one process on the whole batch", "[parallel][cuda]") {
+  if (!has_cuda()) return;
+  Device dev = comm::init().device;
+  REQUIRE(dev.is_cuda());
+  for (int stage : {1, 2}) sharded_matches_whole(stage, false, false, dev);
+  sharded_matches_whole(2, false, true, dev);
 }
 
 // Each rank's share of the optimizer state is its block of every bucket: 1/world of the
