@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "bench/gpt_configs.h"
 #include "fathom/comm/flags.h"
 #include <fathom.h>
 #include "fathom/parallel/distributed_optimizer.h"
@@ -43,15 +44,12 @@ double max_over(comm::ProcessGroup& pg, double v) {
 
 int main(int argc, char** argv) {
   examples::Flags flags("bench_zero", "ZeRO memory per parameter and step time (JSON lines on stdout).");
-  flags.add("config", "tiny", "tiny (L4 H4 C128 V256 T64 B16) or small (L6 H6 C384 V256 T256 B64); B is the global batch")
+  flags.add("config", "tiny", std::string(bench::kGptSizesHelp) + "; B is the global batch")
       .add("steps", "10", "timed steps (after 2 untimed warm-up steps)")
       .add("bucket-mb", "1", "DDP bucket cap in MB (ZeRO-2's transient full buckets are one each)");
   flags.parse(argc, argv);
-  struct Cfg { int64_t L, H, C, V, T, B; };
   std::string name = flags.str("config");
-  Cfg c = name == "tiny" ? Cfg{4, 4, 128, 256, 64, 16}
-        : name == "small" ? Cfg{6, 6, 384, 256, 256, 64}
-        : (flags.fail("--config must be tiny or small"), Cfg{});
+  bench::GptSize c = bench::gpt_size(flags, name);
   int64_t steps = flags.positive_i64("steps");
   const comm::InitInfo& info = comm::init();
   comm::ProcessGroup& pg = *info.world;
