@@ -57,7 +57,8 @@ class Optimizer {
   std::vector<Tensor> gradients() const;
   // The L2 norm of all the gradients the step will use (f64 total; inf or nan when any value
   // is). A sharded optimizer's gradients() are its shard, so it sums the squares over the ranks:
-  // GradScaler's clipping and inf check use this, never the norm of gradients() alone.
+  // GradScaler's clipping and inf check use this, never the norm of gradients() alone. For a
+  // sharded optimizer it is collective: every rank of its group calls it.
   virtual double grad_norm() const;
 
   // State as named tensors: "<param>.<field>" (e.g. "fc1.weight.exp_avg", "fc1.weight.master",

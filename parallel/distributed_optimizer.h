@@ -20,6 +20,9 @@
 // rank's segments (named after their parameters); state_dict() is this rank's shard, saved per
 // rank by checkpoint::collect and resharded to another number of ranks by restore_resharded.
 //
+// Build it right after DDP, before the first step, on every rank; the DDP must outlive it.
+// step() and grad_norm() are collective (every rank calls them, as GradScaler::step does).
+//
 // Stage 1 all-reduces the gradients as plain DDP does (p.grad() is the whole average, and 2:4
 // compression works); stage 2 reduce-scatters them, so a rank keeps only its block of each
 // bucket between steps and p.grad() is undefined after backward. docs/zero.md has the design,
