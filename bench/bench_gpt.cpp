@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "bench/gpt_configs.h"
 #include "fathom/comm/flags.h"
 #include <fathom.h>
 #include "fathom/optim/optimizer.h"
@@ -13,19 +14,14 @@ using namespace fathom;
 
 int main(int argc, char** argv) {
   examples::Flags flags("bench_gpt", "GPT training-step throughput (JSON lines on stdout).");
-  flags.add("config", "tiny", "tiny (L4 H4 C128 V256 T64 B16), small (L6 H6 C384 V256 T256 B64) "
-                              "or gpt2 (L12 H12 C768 V50304 T1024 B16)")
+  flags.add("config", "tiny", bench::kGptSizesHelp)
       .add("device", "cpu", "cpu or cuda[:N]")
       .add("dtype", "f32", "f32 or bf16 (parameters and activations)")
       .add("steps", "20", "timed steps (after 3 untimed warm-up steps)")
       .add_switch("memory", "print the memory ledger (peaks over the run) on stderr");
   flags.parse(argc, argv);
-  struct Cfg { int64_t L, H, C, V, T, B; };
   std::string name = flags.str("config");
-  Cfg c = name == "tiny" ? Cfg{4, 4, 128, 256, 64, 16}
-        : name == "small" ? Cfg{6, 6, 384, 256, 256, 64}
-        : name == "gpt2" ? Cfg{12, 12, 768, 50304, 1024, 16}
-        : (flags.fail("--config must be tiny, small or gpt2"), Cfg{});
+  bench::GptSize c = bench::gpt_size(flags, name);
   Device dev = Device::parse(flags.str("device"));
   DType dt = parse_dtype(flags.str("dtype"));
   int64_t steps = flags.i64("steps");

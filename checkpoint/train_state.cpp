@@ -131,7 +131,8 @@ RankState collect(const TrainState& ts) {
   check_names(ts);
   RankState rs;
   if (ts.model) put(rs.replicated, "model", ts.model->state_dict());
-  if (ts.optimizer) put(rs.replicated, "optim", ts.optimizer->state_dict());
+  // A sharded optimizer's state is this rank's shard (parallel::DistributedOptimizer).
+  if (ts.optimizer) put(ts.optimizer->sharded() ? rs.per_rank : rs.replicated, "optim", ts.optimizer->state_dict());
   if (ts.scaler)
     for (const auto& [k, v] : ts.scaler->state_dict()) rs.replicated["scaler." + k] = f64(v);
   if (ts.scheduler)
@@ -167,7 +168,8 @@ void restore(TrainState& ts, const nn::StateDict& replicated, const nn::StateDic
   };
   nn::StateDict none;
   const nn::StateDict& model = ts.model ? rep.take("model", problems) : none;
-  const nn::StateDict& optim = ts.optimizer ? rep.take("optim", problems) : none;
+  const nn::StateDict& optim =
+      ts.optimizer ? (ts.optimizer->sharded() ? mine : rep).take("optim", problems) : none;
   std::map<std::string, double> scaler, sched;
   if (ts.scaler) check("scaler", [&] {
     const nn::StateDict& d = rep.take("scaler", problems);
@@ -275,6 +277,12 @@ void restore_resharded(TrainState& ts, const nn::StateDict& replicated, int save
       per_rank["rng." + name + ".offset"] = i64(int64_t(std::max(s.offset, offset[name])));
     }
   }
+  if (ts.optimizer && ts.optimizer->sharded())
+    put(per_rank, "optim", ts.optimizer->reshard_state_dict(saved_world, [&](int r) {
+      FATHOM_CHECK(r >= 0 && r < saved_world, "checkpoint::restore_resharded: the optimizer asked "
+                   "for saved rank ", r, " of ", saved_world);
+      return read_part(r, "optim");
+    }));
   for (const StateProvider& p : ts.extras) {
     if (!p.per_rank) continue;
     FATHOM_CHECK(p.reshard, "checkpoint::restore_resharded: extra state '", p.name, "' cannot be "

@@ -12,7 +12,8 @@
 //
 // Keys (docs/checkpoint_state.md has what each part holds and why):
 //   replicated: "model.<name>"  Module::state_dict (parameters, buffers)
-//               "optim.<key>"   Optimizer::state_dict (moments, f32 master weights, steps, lrs)
+//               "optim.<key>"   Optimizer::state_dict (moments, f32 master weights, steps, lrs);
+//                               per rank instead for a sharded one (parallel::DistributedOptimizer)
 //               "scaler.<key>"  GradScaler::state_dict, f64 scalars
 //               "sched.<key>"   LRScheduler::state_dict, f64 scalars
 //               "loader.epoch", "loader.batch" (the next batch), and "loader.global_batch",
@@ -97,7 +98,8 @@ void restore(TrainState& ts, const nn::StateDict& replicated, const nn::StateDic
 // memory at a time. The replicated state is restored unchanged. Per-rank state, as a fresh run
 // on this many ranks would have it: each generator keeps the seed and stream this process
 // constructed it with and moves its offset past the largest any saved rank reached (no random
-// number is drawn twice; generators that agreed across ranks still agree); each extra is
+// number is drawn twice; generators that agreed across ranks still agree); a sharded optimizer
+// cuts the saved shards into this rank's (Optimizer::reshard_state_dict); each extra is
 // resharded by its provider (DDP: the layout as saved, each 2:4 residual the mean of the saved
 // ranks', which keeps what error feedback owes the averaged gradient). Not bitwise.
 void restore_resharded(TrainState& ts, const nn::StateDict& replicated, int saved_world,

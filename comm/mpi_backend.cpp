@@ -582,8 +582,10 @@ void MpiBackend::allreduce(Call& c) {
 void MpiBackend::allgather(Call& c) {
   int n = int(c.in.numel());
   MPI_Datatype t = mpi_type(c.in.dtype());
-  void* in = c.in.data_ptr();
   void* out = c.out.data_ptr();
+  // In place: the input is this rank's block of the output (ProcessGroup::allgather checked).
+  void* in = c.in.data_ptr() == static_cast<char*>(out) + int64_t(st_->rank) * n * int64_t(itemsize(c.in.dtype()))
+                 ? MPI_IN_PLACE : c.in.data_ptr();
   mpi_run(
       [&] { return context(c, *st_); }, [&] { return MPI_Allgather(in, n, t, out, n, t, st_->comm); },
       [&](MPI_Request* r) { return MPI_Iallgather(in, n, t, out, n, t, st_->comm, r); });

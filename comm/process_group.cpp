@@ -177,6 +177,17 @@ WorkPtr ProcessGroup::allgather(const Tensor& out, const Tensor& in) {
                out.desc(), " must hold size x input = ", st.size, " x ", in.numel(), " = ",
                in.numel() * st.size, " elements (input ", in.desc(), ")");
   check_count(st, "allgather", in.numel());
+  // In place (input = this rank's block of the output) is what NCCL and MPI_IN_PLACE allow;
+  // any other overlap would have the collective read what it is overwriting.
+  if (in.numel() && in.impl().storage == out.impl().storage) {
+    int64_t n = in.numel();
+    bool own_block = in.offset() == out.offset() + int64_t(st.rank) * n;
+    bool apart = in.offset() + n <= out.offset() || out.offset() + out.numel() <= in.offset();
+    FATHOM_CHECK(own_block || apart, "allgather on ", st.where(), ": input ", in.desc(),
+                 " overlaps the output ", out.desc(), " but is not this rank's block of it (elements ",
+                 int64_t(st.rank) * n, " to ", int64_t(st.rank + 1) * n, "), the only overlap "
+                 "allowed (in place)");
+  }
   Call c = make_call(OpKind::allgather, out, in, ReduceOp::sum, -1, 0);
   return submit(c);
 }

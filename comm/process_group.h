@@ -13,7 +13,8 @@
 // program must order them itself, or ranks may see different orders.
 //
 // In place where PyTorch is in place: allreduce and broadcast overwrite their tensor;
-// allgather writes into `out` ([size * n] for an input of n elements), reduce_scatter reads
+// allgather writes into `out` ([size * n] for an input of n elements; `in` may be this
+// rank's block of `out`, in place, as NCCL and MPI_IN_PLACE allow), reduce_scatter reads
 // `in` ([size * n]) and writes this rank's reduced block into `out` ([n]). Tensors must be
 // contiguous; they stay alive until the collective is done even if the caller drops them.
 #include <array>

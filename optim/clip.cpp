@@ -5,10 +5,13 @@
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/reduce.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/optim/optimizer.h"
 
 namespace fathom::optim {
 
 double grad_norm(const std::vector<Tensor>& grads) { return std::sqrt(ops::sum_squares(grads)); }
+
+double Optimizer::grad_norm() const { return optim::grad_norm(gradients()); }
 
 double clip_coefficient(double norm, double max_norm) {
   FATHOM_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be > 0, got ", max_norm);

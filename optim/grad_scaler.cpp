@@ -25,7 +25,7 @@ Tensor GradScaler::scale(const Tensor& loss) const {
 
 bool GradScaler::step(Optimizer& opt, double max_norm) {
   double s = get_scale();
-  double norm = grad_norm(opt.gradients()) / s;
+  double norm = opt.grad_norm() / s;  // over every rank's shard for a sharded optimizer
   last_norm_ = norm;
   if (!std::isfinite(norm)) {
     ++skipped_;

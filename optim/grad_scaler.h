@@ -4,7 +4,8 @@
 // step, check the gradients: any inf/nan skips the step (parameters and optimizer state
 // untouched) and halves the scale; after growth_interval clean steps the scale doubles.
 // Unscaling and clipping are folded into the optimizer's fused step (one pass), after one
-// pass that computes the gradient norm. bf16 needs no scaling: construct with enabled(false) and
+// pass that computes the gradient norm (Optimizer::grad_norm: over every rank's shard for a
+// sharded optimizer, so an inf anywhere skips the step on every rank). bf16 needs no scaling: construct with enabled(false) and
 // step() still clips and still refuses non-finite gradients.
 #include <map>
 #include <string>

@@ -87,6 +87,12 @@ std::vector<Tensor> Optimizer::gradients() const {
   return out;
 }
 
+std::map<std::string, Tensor> Optimizer::reshard_state_dict(
+    int, const std::function<std::map<std::string, Tensor>(int)>&) const {
+  detail::fail(kind_, ": its state is not sharded (every rank holds all of it), so there is nothing "
+               "to reshard; load a saved state with load_state_dict");
+}
+
 void Optimizer::step(double grad_scale) {
   // Slots batched by (group, step count), so each batch is one fused call with one set of
   // hyperparameters (usually one batch per group).
@@ -197,7 +203,7 @@ void Optimizer::check_state_dict(const std::map<std::string, Tensor>& state) con
 }
 
 void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
-  check_state_dict(state);
+  Optimizer::check_state_dict(state);  // this class's checks: a derived one has checked its own keys
   memory::Scope ledger(memory::Category::optimizer_state);
   std::vector<State> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {

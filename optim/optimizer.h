@@ -10,6 +10,7 @@
 // Mixed precision: a bf16/f16 parameter gets an f32 master copy in the optimizer; the step
 // runs on the master (f32 state, f32 arithmetic) and rounds into the model's parameter. The
 // gradient may be the parameter's own .grad() or an f32 main-grad that the caller provides.
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -32,7 +33,9 @@ class Optimizer {
   // PyTorch). grad_scale multiplies every gradient first (loss-scale inverse, clip coefficient).
   // The first step that finds a parameter which requires grad but has never had a gradient
   // warns once (stderr and unused_warning()): such a parameter is silently not trained.
-  void step(double grad_scale = 1.0);
+  // Virtual for a sharded optimizer (parallel::DistributedOptimizer), which steps its shard and
+  // then gathers the updated parameters from the other ranks.
+  virtual void step(double grad_scale = 1.0);
   void zero_grad();
 
   int64_t step_count() const { return step_count_; }
@@ -52,16 +55,31 @@ class Optimizer {
   // The gradient each parameter will be stepped with (its grad source, else .grad()); undefined
   // for parameters without one. Clipping and loss scaling read these.
   std::vector<Tensor> gradients() const;
+  // The L2 norm of all the gradients the step will use (f64 total; inf or nan when any value
+  // is). A sharded optimizer's gradients() are its shard, so it sums the squares over the ranks:
+  // GradScaler's clipping and inf check use this, never the norm of gradients() alone. For a
+  // sharded optimizer it is collective: every rank of its group calls it.
+  virtual double grad_norm() const;
 
   // State as named tensors: "<param>.<field>" (e.g. "fc1.weight.exp_avg", "fc1.weight.master",
   // "fc1.weight.step"), the optimizer's "step", and per group "param_groups.<i>.options" (f64,
   // OptimizerOptions::fields() order, lr first) and "param_groups.<i>.params" (a hash of its
   // parameter names). load_state_dict validates everything before changing anything: another
   // grouping or other options (lr aside, which it restores) is an error.
-  std::map<std::string, Tensor> state_dict() const;
-  void load_state_dict(const std::map<std::string, Tensor>& state);
+  // Virtual, as a sharded optimizer adds where its shard lies.
+  virtual std::map<std::string, Tensor> state_dict() const;
+  virtual void load_state_dict(const std::map<std::string, Tensor>& state);
   // load_state_dict's checks alone: throws what it would throw, changes nothing.
-  void check_state_dict(const std::map<std::string, Tensor>& state) const;
+  virtual void check_state_dict(const std::map<std::string, Tensor>& state) const;
+
+  // True when state_dict() is this rank's shard of the state, not the whole of it (so a
+  // checkpoint saves it per rank; parallel::DistributedOptimizer).
+  virtual bool sharded() const { return false; }
+  // A sharded optimizer's state for this rank made from the states saved by `saved_world`
+  // ranks (read(r), r < saved_world, returns saved rank r's state_dict()): a resume on another
+  // number of ranks. An optimizer that is not sharded refuses (its state is whole on every rank).
+  virtual std::map<std::string, Tensor> reshard_state_dict(
+      int saved_world, const std::function<std::map<std::string, Tensor>(int)>& read) const;
 
   // The warning about never-stepped parameters, once given; empty before.
   const std::string& unused_warning() const { return unused_warning_; }

@@ -114,6 +114,13 @@ class ParamGroup {
   ParamGroup& operator=(ParamGroup&&) = delete;
 
   const NamedParams& params() const { return params_; }
+  // This group's options (or its lack of them) over other parameters: a sharded optimizer's
+  // group of this rank's pieces of the group's parameters.
+  ParamGroup with_params(NamedParams params) const {
+    ParamGroup g(*this);
+    g.params_ = std::move(params);
+    return g;
+  }
   bool has_options() const { return options_ != nullptr; }
   const OptimizerOptions& options() const;
   double lr() const { return options().get_lr(); }

@@ -6,6 +6,7 @@
 #include "fathom/autograd/grad_mode.h"
 #include "fathom/autograd/meta.h"
 #include "fathom/comm/comm.h"
+#include "fathom/core/memory.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
@@ -116,11 +117,15 @@ void DistributedDataParallel::build_buckets(const std::vector<int>& order) {
   buckets_.clear();
   const double elt = double(itemsize(o_.grad_dtype()));
   Device dev = params_[0].tensor.device();
+  // Rounded up to whole groups of 4 for the 2:4 compressor; sharded, to 4 x world, so every
+  // rank's block is as large as the others' and itself whole groups of 4. The padding stays 0.
+  const int64_t align = zero_stage_ ? 4 * int64_t(group_->size()) : 4;
   Bucket cur;
   int64_t numel = 0;
   auto flush = [&] {
-    // Rounded up to whole groups of 4 for the 2:4 compressor; the padding stays zero.
-    cur.buffer = zeros({(numel + 3) / 4 * 4}, {o_.grad_dtype(), dev});
+    cur.numel = (numel + align - 1) / align * align;
+    memory::Scope tag(memory::Category::gradients);
+    if (zero_stage_ != 2) cur.buffer = zeros({cur.numel}, {o_.grad_dtype(), dev});  // ZeRO-2: grad_buffer()
     cur.pending = int(cur.params.size());
     buckets_.push_back(std::move(cur));
     cur = Bucket();
@@ -150,6 +155,7 @@ double DistributedDataParallel::now_us() const {
 }
 
 void DistributedDataParallel::prepare_forward() {
+  wait_param_gather();  // a DistributedOptimizer's deferred gather: the forward needs every value
   step_start_ = std::chrono::steady_clock::now();
   if (!reset_pending_) return;  // inside gradient accumulation: keep adding
   if (!rebuilt_ && ready_order_.size() == params_.size()) {
@@ -178,7 +184,7 @@ void DistributedDataParallel::prepare_forward() {
     rebuilt_ = true;
     if (optimizer_) attach(*optimizer_);
   }
-  bytes_at_start_ = group_->stats()[comm::OpKind::allreduce].bytes;
+  bytes_at_start_ = reduced_bytes();
   // No zeroing pass: each slot is overwritten by its parameter's first gradient (on_grad_ready),
   // and a parameter that gets none is zeroed in finish_backward.
   for (Param& p : params_) {
@@ -194,6 +200,9 @@ Tensor DistributedDataParallel::forward(const Tensor& x) {
 }
 
 void DistributedDataParallel::attach(optim::Optimizer& opt) {
+  FATHOM_CHECK(!zero_stage_, "DistributedDataParallel::attach: a DistributedOptimizer shards this "
+               "DDP (ZeRO-", zero_stage_, "); it reads its shards of the gradients itself, and another "
+               "optimizer would step every parameter on every rank");
   optimizer_ = &opt;
   for (const Param& p : params_) opt.set_grad_source(p.name, slot(p));
 }
@@ -207,6 +216,7 @@ void DistributedDataParallel::on_grad_ready(int i) {
     in_backward_ = true;
     autograd::queue_callback([this] { finish_backward(); });
   }
+  grad_buffer(p.bucket);
   Tensor s = slot(p);
   Tensor g = p.tensor.grad();
   bool in_slot = g.defined() && g.impl().storage == s.impl().storage && g.offset() == s.offset();
@@ -247,15 +257,19 @@ void DistributedDataParallel::launch_ready_buckets() {
     b.timing.bucket = k;
     b.timing.numel = b.buffer.numel();
     b.timing.launch_us = now_us();
-    b.work = o_.compressor() ? o_.compressor()->start(*group_, k, b.buffer)
-                           : group_->allreduce(b.buffer, comm::ReduceOp::sum);
+    if (zero_stage_ == 2) b.work = group_->reduce_scatter(b.grad_shard, b.buffer, comm::ReduceOp::sum);
+    else if (o_.compressor()) b.work = o_.compressor()->start(*group_, k, b.buffer);
+    else b.work = group_->allreduce(b.buffer, comm::ReduceOp::sum);
   }
 }
 
 void DistributedDataParallel::poll_completions() {
   for (int k = 0; k < next_launch_; ++k)
-    if (buckets_[k].timing.done_us == 0 && buckets_[k].work && buckets_[k].work->is_completed())
+    if (buckets_[k].timing.done_us == 0 && buckets_[k].work && buckets_[k].work->is_completed()) {
       buckets_[k].timing.done_us = now_us();
+      // ZeRO-2: this rank's block is in grad_shard; the full buffer can go now, not at the end.
+      if (zero_stage_ == 2) release_grad_buffer(k);
+    }
 }
 
 void DistributedDataParallel::finish_backward() {
@@ -265,6 +279,7 @@ void DistributedDataParallel::finish_backward() {
   std::string unused;
   for (Param& p : params_) {
     if (p.ready) continue;
+    grad_buffer(p.bucket);
     if (p.stale) ops::fill_(slot(p), 0);
     p.stale = false;
     unused += (unused.empty() ? "'" : ", '") + p.name + "'";
@@ -290,9 +305,15 @@ void DistributedDataParallel::finish_backward() {
   if (o_.compressor()) o_.compressor()->next_step();
   // A half-precision parameter's gradient never entered autograd's grad (its slot is f32): make
   // the reduced main grad its grad now, so a plain optimizer (not attached) trains it too.
-  for (const Param& p : params_) autograd::meta(p.tensor).grad = slot(p);
+  // ZeRO-2 keeps no full gradient: only this rank's block of each bucket, which the
+  // DistributedOptimizer steps.
+  if (zero_stage_ == 2) {
+    for (size_t k = 0; k < buckets_.size(); ++k) release_grad_buffer(int(k));
+  } else {
+    for (const Param& p : params_) autograd::meta(p.tensor).grad = slot(p);
+  }
 
-  stats_.bytes_sent = group_->stats()[comm::OpKind::allreduce].bytes - bytes_at_start_;
+  stats_.bytes_sent = reduced_bytes() - bytes_at_start_;
   stats_.bytes_uncompressed = 0;
   stats_.buckets.clear();
   for (const Param& p : params_) stats_.bytes_uncompressed += uint64_t(p.tensor.numel()) * 4;
@@ -321,6 +342,17 @@ void DistributedDataParallel::write_trace() {
                  (long long)stats_.step, t.bucket, (long long)t.numel, t.ready_us, t.launch_us,
                  t.done_us, stats_.backward_end_us, stats_.sync_end_us);
   std::fflush(trace_);
+}
+
+uint64_t DistributedDataParallel::reduced_bytes() const {
+  comm::CommStats st = group_->stats();
+  return st[comm::OpKind::allreduce].bytes + st[comm::OpKind::reduce_scatter].bytes;
+}
+
+std::vector<int> DistributedDataParallel::bucket_order() const {
+  std::vector<int> order;
+  for (const Bucket& b : buckets_) order.insert(order.end(), b.params.begin(), b.params.end());
+  return order;
 }
 
 std::vector<std::vector<std::string>> DistributedDataParallel::bucket_layout() const {

@@ -97,7 +97,11 @@ class DistributedDataParallel {
 
   // The optimizer reads the reduced gradients from the buckets directly (its grad source), not
   // through p.grad(). Optional: the results are the same. Re-applied when buckets are rebuilt.
+  // Refused once a DistributedOptimizer shards this DDP (it reads its shards itself).
   void attach(optim::Optimizer& opt);
+
+  // 0, or the ZeRO stage of the DistributedOptimizer that shards this DDP (docs/zero.md).
+  int zero_stage() const { return zero_stage_; }
 
   const DDPStepStats& last_step() const { return stats_; }
   // Parameter names of each bucket, in launch order.
@@ -141,14 +145,29 @@ class DistributedDataParallel {
   };
   struct Bucket {
     std::vector<int> params;
-    Tensor buffer;  // flat [numel rounded up to 4], grad_dtype
+    Tensor buffer;  // flat [numel rounded up to 4 (sharded: to 4 x world)], grad_dtype
+    int64_t numel = 0;  // of buffer, which ZeRO-2 frees between steps
     int pending = 0;
     bool launched = false;
     comm::WorkPtr work;
     BucketTiming timing;
+    // Sharded (ZeRO) only. The flat buffer the bucket's parameters live in, in the layout of
+    // `buffer`, so the updated shards are all-gathered in place; its gather in flight.
+    Tensor params_flat;
+    comm::WorkPtr gather;
+    Tensor grad_shard;  // ZeRO-2: this rank's block of the reduced buffer [numel / world]
   };
 
+  friend class ZeroShards;  // parallel/zero_shards.cpp: the DistributedOptimizer's side
   void build_buckets(const std::vector<int>& order);
+  // Called by ZeroShards: pads the buckets for `stage`, moves the parameters into flat buffers
+  // and fixes the layout (no rebuild: that would move shards between ranks).
+  void shard(int stage);
+  std::vector<int> bucket_order() const;
+  Tensor& grad_buffer(int bucket);  // allocates a ZeRO-2 bucket's buffer when it has none
+  void release_grad_buffer(int bucket);  // ZeRO-2: once reduced, only the shard is kept
+  void wait_param_gather();
+  uint64_t reduced_bytes() const;
   void on_grad_ready(int index);
   void launch_ready_buckets();
   void finish_backward();
@@ -168,6 +187,7 @@ class DistributedDataParallel {
   bool prepared_ = false;       // prepare_forward ran since the last synchronized backward
   bool in_backward_ = false;    // a finish callback is queued for the running backward
   bool rebuilt_ = false;
+  int zero_stage_ = 0;
   uint64_t bytes_at_start_ = 0;   // the group's all-reduce byte counter when the step began
   std::vector<int> ready_order_;  // first synchronized step: the order gradients came in
   optim::Optimizer* optimizer_ = nullptr;

@@ -49,8 +49,8 @@ nn::StateDict DistributedDataParallel::state_dict() const {
                "between steps (after the optimizer step)");
   std::vector<std::string> names;
   for (const Param& p : params_) names.push_back(p.name);
-  std::vector<int64_t> order;
-  for (const Bucket& b : buckets_) order.insert(order.end(), b.params.begin(), b.params.end());
+  std::vector<int> layout = bucket_order();
+  std::vector<int64_t> order(layout.begin(), layout.end());
   nn::StateDict s;
   s["params"] = scalar(names_hash(names));
   s["order"] = from_vector(order, {int64_t(order.size())});
@@ -104,6 +104,10 @@ void DistributedDataParallel::check_state_dict(const nn::StateDict& s) const {
                        std::to_string(n) + " (another model?)");
   if (const Tensor* t = ints("order", int64_t(n)); t && !is_permutation(to_vector(*t), n))
     problems.push_back("'order' is not a permutation of the " + std::to_string(n) + " parameters");
+  else if (t && zero_stage_ && as_ints(*t) != bucket_order())
+    problems.push_back("'order': the saved bucket layout is not this DDP's, whose layout is fixed "
+                       "because a DistributedOptimizer (ZeRO-" + std::to_string(zero_stage_) +
+                       ") cut its shards from it; resume with the same model and DistributedOptimizer");
   const Tensor* rebuilt = ints("rebuilt", 0);
   if (rebuilt && rebuilt->item<int64_t>() != 0 && rebuilt->item<int64_t>() != 1)
     problems.push_back("'rebuilt' must be 0 or 1");
@@ -163,10 +167,15 @@ void DistributedDataParallel::load_state_dict(const nn::StateDict& s) {
       std::any_of(params_.begin(), params_.end(), [](const Param& p) { return !p.stale; });
   FATHOM_CHECK(!in_backward_ && !accumulating, "DistributedDataParallel::load_state_dict: "
                "gradients accumulated under no_sync() are in the buckets; load between steps");
-  build_buckets(as_ints(s.at("order")));
-  rebuilt_ = s.at("rebuilt").item<int64_t>() == 1;
   ready_order_.clear();
-  if (auto it = s.find("ready_order"); it != s.end()) ready_order_ = as_ints(it->second);
+  if (zero_stage_) {
+    // The same layout (checked): the buffers, and the shards cut from them, stay as they are.
+    rebuilt_ = true;
+  } else {
+    build_buckets(as_ints(s.at("order")));
+    rebuilt_ = s.at("rebuilt").item<int64_t>() == 1;
+    if (auto it = s.find("ready_order"); it != s.end()) ready_order_ = as_ints(it->second);
+  }
   stats_.step = s.at("step").item<int64_t>();
   if (const auto& c = o_.compressor()) {
     c->set_step(uint64_t(s.at("compressor.step").item<int64_t>()));

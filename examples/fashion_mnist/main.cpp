@@ -4,6 +4,7 @@
 //
 //   ./build/examples/fashion_mnist --epochs 5
 //   mpirun -np 2 ./build/examples/fashion_mnist --compress 24
+//   mpirun -np 2 ./build/examples/fashion_mnist --zero 2     (AdamW's state sharded: docs/zero.md)
 //   fathomrun -n 2 --max-restarts 3 -- ./build/examples/fashion_mnist --checkpoint-dir ck --save-every 200
 #include <chrono>
 #include <cstdio>
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
       .add("device", "cpu", "cpu or cuda[:N] (under mpirun: cuda picks the local rank's GPU)")
       .add("dtype", "f32", "f32, bf16 or f16 (f16 uses dynamic loss scaling)")
       .add("compress", "none", "gradient compression: none, 24 (2:4 sparse) or 24-bf16")
+      .add("zero", "0", "0: every rank steps the whole model; 1: AdamW's state and master weights "
+                        "sharded over the ranks (ZeRO-1); 2: the gradients too (ZeRO-2)")
       .add("data", data::kFashionMnistDir, "directory with the IDX files")
       .add("max-steps", "0", "stop after this many steps in all (0: train every epoch to the end)")
       .add("log-every", "100", "print the training loss every N steps (0: only per epoch)")
@@ -65,6 +68,8 @@ int main(int argc, char** argv) {
     int64_t epochs = flags.nonneg_i64("epochs"), batch = flags.positive_i64("batch");
     int64_t log_every = flags.nonneg_i64("log-every"), max_steps = flags.nonneg_i64("max-steps");
     double lr = flags.positive_f64("lr"), wd = flags.nonneg_f64("weight-decay");
+    int64_t zero = flags.nonneg_i64("zero");
+    if (zero > 2) flags.fail("--zero must be 0, 1 or 2");
     std::string schedule = flags.str("schedule");
     if (schedule != "cosine" && schedule != "constant") flags.fail("--schedule must be cosine or constant");
     DType dt = flags.model_dtype("dtype");
@@ -92,8 +97,16 @@ int main(int argc, char** argv) {
                     .compressor(comm::make_compressor(flags.str("compress")))
                     .trace_path(flags.str("trace"));
     parallel::DistributedDataParallel ddp(model, info.world, dopt);
-    optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(lr).weight_decay(wd));
-    ddp.attach(opt);
+    auto adamw = optim::AdamWOptions(lr).weight_decay(wd);
+    std::unique_ptr<optim::Optimizer> optimizer;
+    if (zero > 0) {
+      optimizer = std::make_unique<parallel::DistributedOptimizer<optim::AdamW>>(
+          ddp, adamw, parallel::ZeroOptions().stage(int(zero)));
+    } else {
+      optimizer = std::make_unique<optim::AdamW>(model->named_parameters(), adamw);
+      ddp.attach(*optimizer);
+    }
+    optim::Optimizer& opt = *optimizer;
     optim::GradScaler scaler(optim::GradScalerOptions().enabled(dt == DType::f16));
 
     data::DataLoader loader(train_set, data::DataLoaderOptions(batch).seed(uint64_t(flags.i64("seed"))).rank(rank).world(world));

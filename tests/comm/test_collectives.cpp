@@ -82,6 +82,29 @@ TEST_CASE("allgather: every dtype and size", "[comm]") {
   for (size_t i = 0; i < v.size(); ++i) CHECK(v[i] == double(i / 6));
 }
 
+// In place, as the distributed optimizer gathers its parameter buffers: each rank's input is its
+// own block of the output; any other overlap is refused before anything is sent.
+TEST_CASE("allgather in place: the input is this rank's block of the output", "[comm]") {
+  auto& w = world();
+  for (DType t : {DType::f32, DType::bf16, DType::i64}) {
+    for (int64_t n : {int64_t(1), int64_t(5), int64_t(3000)}) {
+      Tensor out = zeros({w.size() * n}, t);
+      Tensor mine = ops::narrow(out, 0, w.rank() * n, n);
+      ops::copy_(mine, rank_tensor(n, w.rank(), t));
+      w.allgather(out, mine)->wait();
+      std::vector<double> want;
+      for (int r = 0; r < w.size(); ++r)
+        for (int64_t i = 0; i < n; ++i) want.push_back(value(i, r, t));
+      expect_equal(out, want, label("allgather in place", t, n));
+    }
+  }
+  if (w.size() < 2) return;
+  Tensor out = zeros({4 * w.size()});
+  Tensor wrong = ops::narrow(out, 0, ((w.rank() + 1) % w.size()) * 4, 4);  // another rank's block
+  CHECK_THROWS_WITH(w.allgather(out, wrong), Catch::Contains("overlaps the output") &&
+                                                 Catch::Contains("not this rank's block"));
+}
+
 TEST_CASE("reduce_scatter: every dtype, op and size", "[comm]") {
   auto& w = world();
   for (DType t : all_dtypes()) {
