@@ -6,6 +6,7 @@
 
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/snapshot.h"
 
 namespace fathom::optim {
 
@@ -87,6 +88,7 @@ std::vector<Tensor> Optimizer::gradients() const {
 }
 
 void Optimizer::step(double grad_scale) {
+  await_snapshots();  // an async checkpoint may still be copying parameters or state
   // Slots batched by (group, step count), so each batch is one fused call with one set of
   // hyperparameters (usually one batch per group).
   std::map<std::pair<size_t, int64_t>, std::vector<ParamSlot>> batches;
@@ -196,6 +198,7 @@ void Optimizer::check_state_dict(const std::map<std::string, Tensor>& state) con
 
 void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
   check_state_dict(state);
+  await_snapshots();
   std::vector<State> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [n, p] = params_[i];
