@@ -13,6 +13,7 @@
 #include "fathom/core/ops/reduce.h"
 #include "fathom/core/ops/shape.h"
 #include "fathom/core/random.h"
+#include "fathom/core/snapshot.h"
 #include "fathom/core/tensor.h"
 #include "fathom/autograd/autograd.h"
 #include "fathom/data/idx.h"

@@ -2,6 +2,8 @@
 // work of io.h. See checkpointer.h for the protocol.
 #include "fathom/checkpoint/checkpointer.h"
 
+#include "fathom/core/snapshot.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include "fathom/checkpoint/json.h"
 #include "fathom/comm/comm.h"
 #include "fathom/core/ops/factory.h"
+#include "fathom/core/snapshot.h"
 
 namespace fathom::checkpoint {
 
@@ -141,6 +144,7 @@ std::string Checkpointer::join_pending() {
 
 void Checkpointer::save(int64_t step, const RankState& state) {
   const auto t0 = std::chrono::steady_clock::now();
+  waited_at_save_ = snapshot_wait_seconds();
   const int rank = group_.rank(), world = group_.size();
   std::string previous = join_pending();
   std::string error = check_state(step, state);
@@ -213,8 +217,9 @@ void Checkpointer::save(int64_t step, const RankState& state) {
   pending_step_ = step;
   pending_error_.clear();
   if (options_.async()) {
-    worker_ = std::thread([this, job = std::move(job)] {
+    worker_ = std::thread([this, job = std::move(job)]() mutable {
       try {
+        copy_deferred(job);
         run_save_job(job);
       } catch (const std::exception& e) {
         pending_error_ = e.what();
@@ -236,6 +241,10 @@ void Checkpointer::save(int64_t step, const RankState& state) {
     throw;
   }
   last_blocking_ = seconds_since(t0);
+}
+
+double Checkpointer::last_save_blocking_seconds() const {
+  return last_blocking_ + (snapshot_wait_seconds() - waited_at_save_);
 }
 
 void Checkpointer::wait() {

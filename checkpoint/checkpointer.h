@@ -87,16 +87,23 @@ class Checkpointer {
   // Collective. Saves `state` as step `step` (>= 0; saving a step again replaces it). First
   // waits for the previous save: if that one failed on any rank, every rank throws its error
   // here and nothing new is saved. Then the ranks agree (same step, same replicated names,
-  // dtypes and shapes, or all throw), every tensor is copied to host memory (CUDA tensors
-  // too: plain host memory, core has no pinned allocator yet), and the file work starts: in
-  // the background when async (the caller may change its tensors as soon as save returns),
+  // dtypes and shapes, or all throw), and the file work starts: in the background when async,
   // else before save returns, which then means the checkpoint is complete on every rank.
+  // Async, the state is snapshotted to host memory: small, strided and CUDA tensors (plain
+  // host memory, core has no pinned allocator yet) before save returns, large CPU tensors
+  // (kDeferMinBytes and up) on the save's thread while the caller trains on. Whoever writes
+  // saved tensors in place calls await_snapshots() first (core/snapshot.h); Fathom's writers
+  // (Optimizer::step, load_state_dict, a compressor's residuals, restore) do, so a training
+  // loop waits only if its next optimizer step comes before the copy is done.
   void save(int64_t step, const RankState& state);
   // Collective. Waits for the pending save (if any) and throws, on every rank, the error of any
   // rank whose part failed. After it returns the last save is complete and visible to all.
   void wait();
-  // Seconds the last save() kept its caller waiting (async: agreement and snapshot).
-  double last_save_blocking_seconds() const { return last_blocking_; }
+  // Seconds the last save() kept training waiting: the call itself (agreement, the copy of
+  // small and CUDA tensors) plus the time writers of the state have since waited for its
+  // deferred snapshot (await_snapshots, e.g. in the next Optimizer::step). Final once the
+  // snapshot is taken: after the next step, wait() or the next save.
+  double last_save_blocking_seconds() const;
 
   // Collective. The newest checkpoint in `dir` that every rank can read and verify; older ones
   // are tried in turn when a newer one is bad on any rank (each listed in `skipped`, and on
@@ -125,7 +132,8 @@ class Checkpointer {
   int64_t pending_step_ = -1;
   std::string pending_error_;  // set by the worker, read after join
   std::shared_ptr<Storage> arena_;  // the async snapshot, reused
-  double last_blocking_ = 0;
+  double last_blocking_ = 0;   // the last save() call
+  double waited_at_save_ = 0;  // snapshot_wait_seconds() when it began
 };
 
 }  // namespace fathom::checkpoint

@@ -9,6 +9,7 @@
 
 #include "fathom/checkpoint/format.h"
 #include "fathom/checkpoint/state.h"
+#include "fathom/core/snapshot.h"
 #include "fathom/core/storage.h"
 #include "fathom/core/tensor.h"
 
@@ -32,7 +33,10 @@ struct SaveItem {
   uint64_t offset = 0;  // in rank_<r>.bin, a multiple of kAlign
   uint64_t nbytes = 0;
   const void* data = nullptr;
-  Tensor hold;  // keeps `data` alive when it is not in the arena
+  Tensor hold;  // keeps `data` (or `source`) alive when it is not in the arena
+  // A deferred snapshot copy: `source` (live CPU memory) goes to `data` (the arena) on the
+  // save's own thread, in copy_deferred, while the caller trains on.
+  const void* source = nullptr;
 };
 
 struct SaveJob {
@@ -46,6 +50,8 @@ struct SaveJob {
   std::vector<SaveItem> items;  // in file order
   uint64_t file_size = 0;
   std::shared_ptr<Storage> arena;  // the snapshot (async saves)
+  SnapshotPending pending;       // held while deferred items are still to be copied
+  int snapshot_delay_ms = 0;       // test hook: copy_deferred sleeps this long first
   KillPoint kill = KillPoint::none;
 };
 
@@ -58,10 +64,18 @@ std::vector<int> assign_replicated(const nn::StateDict& replicated, int world);
 uint64_t replicated_fingerprint(const nn::StateDict& replicated);
 
 // Lays out this rank's file (its per_rank tensors, then the replicated ones assigned to it)
-// and, when `snapshot`, copies every tensor into host memory (the arena, reused when
-// `*arena` is big enough) so that the caller may change its tensors at once. Without
-// `snapshot`, CPU contiguous tensors are written from where they are (the caller waits).
+// and, when `snapshot`, gives every tensor its place in host memory (the arena, reused when
+// `*arena` is big enough): small, CUDA and strided tensors are copied there at once; large CPU
+// contiguous ones are deferred to copy_deferred under job.pending, so the caller may train on
+// and only writers of that state (await_snapshots) wait. Without `snapshot`, CPU contiguous
+// tensors are written from where they are (the caller waits for the whole save).
 void plan_save(SaveJob& job, const RankState& s, bool snapshot, std::shared_ptr<Storage>* arena);
+// The deferred copies into the arena, then job.pending ends. On the save's thread, before
+// run_save_job; a no-op when nothing was deferred.
+void copy_deferred(SaveJob& job);
+// Tensors at least this big (bytes) are copied by copy_deferred; smaller ones at once (their
+// copy costs less than handing them over).
+inline constexpr uint64_t kDeferMinBytes = uint64_t(1) << 20;
 
 // This rank's part of a save: rank_<r>.bin (XXH3 of each tensor on the way), fsync, then
 // rank_<r>.done. Rank 0 then waits for every rank's done file, writes manifest.pb, renames the

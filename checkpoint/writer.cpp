@@ -42,17 +42,6 @@ Tensor arena_view(const std::shared_ptr<Storage>& arena, uint64_t offset, const 
   return Tensor(impl);
 }
 
-// memcpy on all OpenMP threads: the snapshot is what the training loop waits for.
-void parallel_copy(void* dst, const void* src, size_t n) {
-  const int64_t chunks = int64_t((n + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    size_t at = size_t(c) * kChunk;
-    std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(src) + at,
-                std::min(kChunk, n - at));
-  }
-}
-
 pb::FileEntry file_entry(int rank, uint64_t size) {
   pb::FileEntry f;
   f.set_name(rank_file_name(rank));
@@ -150,15 +139,40 @@ void plan_save(SaveJob& job, const RankState& s, bool snapshot, std::shared_ptr<
   }
   job.arena = *arena;
   char* base = static_cast<char*>(job.arena->data());
+  bool deferred = false;
   for (SaveItem& it : job.items) {
     const Tensor& t = source(it);
     it.data = base + it.offset;
     if (it.nbytes == 0) continue;
-    if (!t.is_cuda() && t.is_contiguous())
-      parallel_copy(base + it.offset, t.data_ptr(), size_t(it.nbytes));
-    else
+    if (!t.is_cuda() && t.is_contiguous() && it.nbytes >= kDeferMinBytes) {
+      it.source = t.data_ptr();
+      it.hold = t;
+      deferred = true;
+    } else if (!t.is_cuda() && t.is_contiguous()) {
+      std::memcpy(base + it.offset, t.data_ptr(), size_t(it.nbytes));
+    } else {
       ops::copy_(arena_view(job.arena, it.offset, it), t);  // CUDA: synchronous, like cudaMemcpy
+    }
   }
+  if (deferred) {
+    job.pending = SnapshotPending::begin();
+    const char* delay = std::getenv("FATHOM_CHECKPOINT_TEST_SNAPSHOT_DELAY_MS");
+    job.snapshot_delay_ms = delay && *delay ? std::atoi(delay) : 0;
+  }
+}
+
+void copy_deferred(SaveJob& job) {
+  if (!job.pending.active()) return;
+  if (job.snapshot_delay_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(job.snapshot_delay_ms));
+  for (SaveItem& it : job.items) {
+    if (!it.source) continue;
+    // One thread: the caller's forward and backward have the other cores meanwhile.
+    std::memcpy(const_cast<void*>(it.data), it.source, size_t(it.nbytes));
+    it.source = nullptr;
+    it.hold = Tensor();  // the live tensor is no longer needed
+  }
+  job.pending.end();
 }
 
 void report_failure(const std::string& tmp_dir, int rank, const std::string& message) {

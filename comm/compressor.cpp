@@ -3,6 +3,7 @@
 #include "fathom/core/memory.h"
 #include "fathom/core/ops/compress.h"
 #include "fathom/core/ops/factory.h"
+#include "fathom/core/snapshot.h"
 
 namespace fathom::comm {
 
@@ -25,6 +26,7 @@ WorkPtr Sparse24Compressor::start(ProcessGroup& pg, int key, const Tensor& grad)
   if (!s.payload.defined() || s.payload.numel() * 2 != grad.numel() ||
       s.payload.device() != grad.device())
     s.payload = empty({grad.numel() / 2}, {wire_, grad.device()});
+  await_snapshots();  // the residual may be in an async checkpoint's snapshot
   ops::sparse24_compress(grad, s.residual, s.payload, step_);
   // Every rank kept the same positions, so a plain average of the payloads is the average of
   // the kept values.

@@ -6,9 +6,11 @@
 // In a program that called comm::init() first, the rank that rejects a flag also tells the
 // others (comm::abort): every rank prints one line naming it and its error, and the job ends
 // with code 2 instead of the peers waiting in their first collective.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -18,6 +20,7 @@
 #include "fathom/core/device.h"
 #include "fathom/core/dtype.h"
 #include "fathom/core/error.h"
+#include "fathom/core/ops/factory.h"
 
 namespace fathom::examples {
 
@@ -146,6 +149,48 @@ class Flags {
     if (!rank_gpu.is_cuda()) fail("--" + name + " cuda, but this machine has no CUDA device");
     return rank_gpu;
   }
+  // Collective, after parse. Ends every rank (exit code 2, as fail) when a flag has different values on
+  // different ranks, naming each such flag with every rank's value. `may_differ`: flags that are
+  // per rank by nature (a device, a path on each node's disk, what to print). Without it a
+  // different --batch or --epochs trains on until the ranks' collectives stop lining up, an
+  // epoch later, and the error then names a collective rather than the flag.
+  void check_same_on_all_ranks(comm::ProcessGroup& g, const std::vector<std::string>& may_differ) const {
+    auto shared = [&](const std::string& n) {
+      return std::find(may_differ.begin(), may_differ.end(), n) == may_differ.end();
+    };
+    std::string mine;  // name NUL value NUL ...: a value may hold any byte but NUL, as argv's
+    for (const auto& n : order_)
+      if (shared(n)) mine += n + '\0' + values_.at(n) + '\0';
+    const int world = g.size();
+    Tensor lens = empty({world}, DType::i64);
+    g.allgather(lens, full({1}, double(mine.size()), DType::i64))->wait();
+    int64_t longest = 0;
+    for (int r = 0; r < world; ++r) longest = std::max(longest, lens.data<int64_t>()[r]);
+    Tensor buf = zeros({longest}, DType::u8), all = empty({world * longest}, DType::u8);
+    std::memcpy(buf.data_ptr(), mine.data(), mine.size());
+    g.allgather(all, buf)->wait();
+    std::vector<std::map<std::string, std::string>> per(static_cast<size_t>(world));
+    for (int r = 0; r < world; ++r) {
+      const char* p = static_cast<const char*>(all.data_ptr()) + r * longest;
+      std::string text(p, size_t(lens.data<int64_t>()[r]));
+      for (size_t at = 0; at < text.size();) {
+        size_t a = text.find('\0', at), b = text.find('\0', a + 1);
+        per[size_t(r)][text.substr(at, a - at)] = text.substr(a + 1, b - a - 1);
+        at = b + 1;
+      }
+    }
+    std::string differ;
+    for (const auto& n : order_) {
+      if (!shared(n)) continue;
+      std::vector<std::string> v;
+      for (int r = 0; r < world; ++r) v.push_back(per[size_t(r)].count(n) ? per[size_t(r)][n] : "(none)");
+      differ += comm::describe_disagreement("--" + n, v);
+    }
+    if (!differ.empty())  // no usage: every flag is valid, the ranks just got different ones
+      comm::abort(program_ + ": the ranks were started with different flags (every rank must get "
+                  "the same):" + differ, 2);
+  }
+
   // Reports a bad value found after parsing (e.g. an unknown choice) the same way.
   [[noreturn]] void fail(const std::string& msg) const {
     if (comm::is_initialized()) {

@@ -102,10 +102,12 @@ class Checkpointing {
   // stop signal reached any rank: the state is then saved and the caller should end the run.
   bool after_step(int64_t done, bool last) {
     if (!ckpt_) return false;
+    report_blocking();  // the previous save's figure is final once a step has run after it
     bool stop = comm::any_rank_stop_requested(world_);
     if (stop || last || (save_every_ > 0 && done % save_every_ == 0)) save(done);
     if (stop) {
       ckpt_->wait();
+      report_blocking();
       if (talk_)
         std::printf("stopping at step %lld on signal %d: checkpoint saved in %s\n", (long long)done,
                     comm::stop_signal(), ckpt_->dir().c_str());
@@ -115,7 +117,10 @@ class Checkpointing {
 
   // Collective. Waits for the last save, prints the final hash and writes --save-model.
   void finish(nn::Module& model, const std::map<std::string, std::string>& metadata) {
-    if (ckpt_) ckpt_->wait();
+    if (ckpt_) {
+      ckpt_->wait();
+      report_blocking();
+    }
     nn::StateDict params;
     for (auto& [name, t] : model.named_parameters()) params[name] = t;
     if (talk_) std::printf("final_param_hash=%016llx\n", (unsigned long long)checkpoint::state_hash(params));
@@ -131,11 +136,18 @@ class Checkpointing {
     if (step == saved_step_) return;
     ckpt_->save(step, checkpoint::collect(ts_));
     saved_step_ = step;
+    unreported_ = step;
+  }
+  // Blocking = the save() call plus the next optimizer step's wait for its snapshot
+  // (Checkpointer::last_save_blocking_seconds), so it is printed one step later.
+  void report_blocking() {
+    if (unreported_ < 0) return;
     if (talk_) {
-      std::printf("checkpoint step %lld: training blocked %.1f ms\n", (long long)step,
+      std::printf("checkpoint step %lld: training blocked %.1f ms\n", (long long)unreported_,
                   1e3 * ckpt_->last_save_blocking_seconds());
       std::fflush(stdout);
     }
+    unreported_ = -1;
   }
 
   comm::ProcessGroup& world_;
@@ -145,6 +157,7 @@ class Checkpointing {
   std::string model_path_;
   std::unique_ptr<checkpoint::Checkpointer> ckpt_;
   int64_t saved_step_ = -1;
+  int64_t unreported_ = -1;  // a save whose blocking figure is not printed yet
 };
 
 }  // namespace fathom::examples

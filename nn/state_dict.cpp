@@ -5,6 +5,7 @@
 
 #include "fathom/core/ops/shape.h"
 #include "fathom/nn/module.h"
+#include "fathom/core/snapshot.h"
 
 namespace fathom::nn {
 
@@ -69,6 +70,7 @@ LoadStateDictResult Module::load_state_dict(const StateDict& dict, bool strict) 
   }
 
   NoGradGuard no_grad;
+  if (!copies.empty()) await_snapshots();  // an async checkpoint may still be copying them
   for (const auto& [dst, src] : copies) ops::copy_(dst, src);  // copy_ moves across devices
   return result;
 }

@@ -7,6 +7,7 @@
 #include "fathom/core/memory.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/snapshot.h"
 
 namespace fathom::optim {
 
@@ -94,6 +95,7 @@ std::map<std::string, Tensor> Optimizer::reshard_state_dict(
 }
 
 void Optimizer::step(double grad_scale) {
+  await_snapshots();  // an async checkpoint may still be copying parameters or state
   // Slots batched by (group, step count), so each batch is one fused call with one set of
   // hyperparameters (usually one batch per group).
   std::map<std::pair<size_t, int64_t>, std::vector<ParamSlot>> batches;
@@ -204,6 +206,7 @@ void Optimizer::check_state_dict(const std::map<std::string, Tensor>& state) con
 
 void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
   Optimizer::check_state_dict(state);  // this class's checks: a derived one has checked its own keys
+  await_snapshots();
   memory::Scope ledger(memory::Category::optimizer_state);
   std::vector<State> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
     bool talk = rank == 0 || flags.boolean("all-ranks");
     if (batch % world != 0) flags.fail("--batch " + std::to_string(batch) + " must divide by the " +
                                        std::to_string(world) + " ranks");
+    // After each rank's own checks, so a rank that rejects a value names it (above).
+    flags.check_same_on_all_ranks(*info.world, {"device", "data", "all-ranks", "trace"});
 
     auto train_set = std::make_shared<data::FashionMNIST>(flags.str("data"), true);
     data::FashionMNIST test_set(flags.str("data"), false);

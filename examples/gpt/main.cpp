@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
   try {
     // One process; the world group is what the checkpointer coordinates over.
     const comm::InitInfo& info = comm::init();
+    flags.check_same_on_all_ranks(*info.world, {"device", "data"});
     data::TextDataset text(flags.str("data"));
     uint64_t seed = uint64_t(flags.i64("seed"));
     Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);

@@ -248,3 +248,25 @@ TEST_CASE("DDP with bf16 parameters trains the same with and without attach", "[
   // It trains: the one batch it sees every step is learnt.
   CHECK(losses[1].back() < 0.7 * losses[1].front());
 }
+
+TEST_CASE("DDP: settings that differ across ranks are an error on every rank naming each value", "[parallel]") {
+  auto pg = world();
+  const int r = pg->rank();
+  if (pg->size() < 2) return;  // nothing can differ with one rank
+  {  // the last rank's model in bf16
+    auto model = std::make_shared<Net>(5);
+    if (r == pg->size() - 1) model->to(DType::bf16);
+    CHECK_THROWS_WITH(parallel::DistributedDataParallel(model, pg),
+                      Catch::Contains("the ranks of group 'world' differ") &&
+                          Catch::Contains("parameter dtypes: rank 0 f32") && Catch::Contains("bf16"));
+  }
+  {  // compression on rank 0 only
+    auto model = std::make_shared<Net>(5);
+    auto o = parallel::DDPOptions().compressor(r == 0 ? comm::make_compressor("24") : nullptr);
+    CHECK_THROWS_WITH(parallel::DistributedDataParallel(model, pg, o),
+                      Catch::Contains("compression: rank 0 2:4 sparse") && Catch::Contains("rank 1 none"));
+  }
+  // The group stays usable: the same settings on every rank build a DDP.
+  auto model = std::make_shared<Net>(5);
+  CHECK_NOTHROW(parallel::DistributedDataParallel(model, pg));
+}
