@@ -202,6 +202,30 @@ TEST_CASE("binary ops broadcast like numpy against an f64 reference", "[core]") 
         }
 }
 
+// A scalar on the left of an op with a swapped form (the table's `swapped` column) is computed
+// as the swapped op with the scalar on the right; either way the values are the reference's.
+TEST_CASE("every binary op with a scalar on either side matches the f64 reference", "[core]") {
+  const std::vector<double> xs = {-3, -1, 0, 1, 1.5, 2, 4};
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kInt64})
+    for (double s : {1.5, 2.0, -1.0})
+      for (int o = 0; o < kNumBinaryOps; ++o) {
+        auto op = BinaryOp(o);
+        bool is_int = dt == kInt64;
+        if (is_int && (op == BinaryOp::pow || s != std::trunc(s))) continue;
+        Tensor x = ops::to(from_vector(xs, {int64_t(xs.size())}), dt);
+        std::vector<double> right, left;
+        for (double v : to_vector(x)) {
+          right.push_back(ref_binary(op, v, s));
+          left.push_back(ref_binary(op, s, v));
+        }
+        INFO(op_name(op) << " " << x.desc() << " scalar " << s);
+        double rt = is_int ? (op == BinaryOp::div ? 1e-6 : 0) : tol(dt) * 4;
+        expect_close(ops::binary(op, x, s), right, rt, 0, "tensor op scalar");
+        expect_close(ops::binary(op, s, noncontiguous(x)), left, rt, 0, "scalar op tensor");
+        if (is_comparison(op)) CHECK(ops::binary(op, s, x).dtype() == kBool);
+      }
+}
+
 TEST_CASE("scalars, in-place ops, where, masked_fill", "[core]") {
   Tensor a = from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2});
   CHECK(to_vector(ops::binary(BinaryOp::sub, 10.0, a)) == std::vector<double>{9, 8, 7, 6});
@@ -233,4 +257,9 @@ TEST_CASE("elementwise errors name op and shapes", "[core]") {
   CHECK_THROWS_WITH(ops::add_(zeros({3}), zeros({2, 3})), Catch::Contains("broadcast shape"));
   CHECK_THROWS_WITH(ops::binary(BinaryOp::add, zeros({2}, kBool), zeros({2}, kBool)),
                     Catch::Contains("arithmetic on bool"));
+  // unary_backward needs the saved tensor the table's `reads` names, of the grad's shape.
+  CHECK_THROWS_WITH(ops::unary_backward(UnaryOp::exp, ones({3}), ones({3}), Tensor()),
+                    Catch::Contains("exp_backward: needs the forward's y"));
+  CHECK_THROWS_WITH(ops::unary_backward(UnaryOp::log, ones({3}), ones({4}), Tensor()),
+                    Catch::Contains("log_backward: grad [3] f32 cpu does not match x [4]"));
 }
