@@ -105,6 +105,11 @@ struct Sign {
   FATHOM_FORWARD(x) { return A((x > A(0)) - (x < A(0))); }
   FATHOM_BACKWARD(g, none) { return A(0); }
 };
+// d erf(x)/dx = 2/sqrt(pi) exp(-x^2).
+struct Erf {
+  FATHOM_FORWARD(x) { return std::erf(x); }
+  FATHOM_BACKWARD(g, x) { return g * A(1.1283791670955126) * std::exp(-x * x); }
+};
 
 #undef FATHOM_FORWARD
 #undef FATHOM_BACKWARD

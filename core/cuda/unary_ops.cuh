@@ -83,6 +83,14 @@ struct Sign {
   FATHOM_FORWARD(x) { return A((x > A(0)) - (x < A(0))); }
   FATHOM_BACKWARD(g, none) { return A(0); }
 };
+// d erf(x)/dx = 2/sqrt(pi) exp(-x^2); erff for f32 (halves compute in it), erf for f64.
+struct Erf {
+  FATHOM_FORWARD(x) {
+    if constexpr (std::is_same_v<A, float>) return ::erff(x);
+    else return ::erf(x);
+  }
+  FATHOM_BACKWARD(g, x) { return g * A(1.1283791670955126) * d_exp(-x * x); }
+};
 
 #undef FATHOM_FORWARD
 #undef FATHOM_BACKWARD

@@ -36,7 +36,8 @@
   X(cos,     x,    cpu::Cos,     cuda::Cos)      \
   X(log1p,   x,    cpu::Log1p,   cuda::Log1p)    \
   X(expm1,   y,    cpu::Expm1,   cuda::Expm1)    \
-  X(sign,    none, cpu::Sign,    cuda::Sign)
+  X(sign,    none, cpu::Sign,    cuda::Sign)     \
+  X(erf,     x,    cpu::Erf,     cuda::Erf)
 
 // X(name, kind, swapped, cpu_functor, cuda_functor): a binary op on two tensors broadcast to
 // one shape, or a tensor and a scalar, computed in the promoted dtype (core/ops/elementwise.cpp).

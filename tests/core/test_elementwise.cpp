@@ -23,6 +23,7 @@ double ref_unary(UnaryOp op, double x) {
     case UnaryOp::log1p: return std::log1p(x);
     case UnaryOp::expm1: return std::expm1(x);
     case UnaryOp::sign: return double((x > 0) - (x < 0));
+    case UnaryOp::erf: return std::erf(x);
   }
   return 0;
 }
@@ -126,6 +127,25 @@ TEST_CASE("sign, log1p and expm1 at the edges", "[core]") {
   expect_close(ops::unary(UnaryOp::expm1, tiny), {std::expm1(1e-7), std::expm1(-1e-7)}, 1e-6, 0);
   CHECK(to_vector(ops::unary_backward(UnaryOp::sign, ones({5}), x, Tensor())) ==
         std::vector<double>(5, 0.0));
+}
+
+// Values from the series erf(x) = 2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n+1)) summed in 50-digit
+// decimal arithmetic, not from std::erf, which the CPU kernel calls; the gradient against the
+// closed form 2/sqrt(pi) exp(-x^2).
+TEST_CASE("erf at known values and its gradient's closed form", "[core]") {
+  const std::vector<double> xs = {0, 0.5, 1, 2, -1, 3.5, INFINITY, -INFINITY, std::nan("")};
+  const std::vector<double> want = {0, 0.5204998778130465, 0.8427007929497149, 0.9953222650189527,
+                                    -0.8427007929497149, 0.9999992569016276, 1, -1, std::nan("")};
+  for (DType dt : {kFloat64, kFloat32, kBFloat16, kFloat16}) {
+    INFO(dtype_name(dt));
+    Tensor x = ops::to(from_vector(xs, {int64_t(xs.size())}, kFloat64), dt);
+    expect_close(ops::unary(UnaryOp::erf, x), want, tol(dt), tol(dt) * 1e-3, "erf");
+  }
+  Tensor x = from_vector(std::vector<double>{-2, -0.5, 0, 0.5, 1, 3}, {6}, kFloat64);
+  std::vector<double> want_g;
+  for (double v : to_vector(x)) want_g.push_back(3 * 2 / std::sqrt(std::acos(-1.0)) * std::exp(-v * v));
+  expect_close(ops::unary_backward(UnaryOp::erf, full({6}, 3.0, kFloat64), x, Tensor()), want_g,
+               1e-15, 0, "erf backward");
 }
 
 TEST_CASE("clamp matches std::clamp in every dtype and layout; NaN and bounds", "[core]") {
