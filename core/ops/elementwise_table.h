@@ -2,7 +2,8 @@
 // The elementwise op tables: one line per op. Everything else that lists the ops is generated
 // from these lines, so adding an op is a line here, its functors and its test
 // (docs/adding_an_op.md):
-//   - the UnaryOp / BinaryOp enums, op_name(), kNumUnaryOps, is_comparison() (core/ops/elementwise.h)
+//   - the UnaryOp / BinaryOp enums, op_name(), kNumUnaryOps, kNumBinaryOps, is_comparison()
+//     (core/ops/elementwise.h)
 //   - what a unary backward reads, ops::unary_backward_reads, and swapped_op()
 //   - the CPU dispatch (core/cpu/elementwise.cpp) and the CUDA dispatch (core/cuda/unary.cu,
 //     binary_ops.cuh)
@@ -43,8 +44,9 @@
 // one shape, or a tensor and a scalar, computed in the promoted dtype (core/ops/elementwise.cpp).
 //   kind: arith (the result has the compute dtype) or compare (the result is bool).
 //   swapped: the op that gives the same result with the operands exchanged (a lt b == b gt a;
-//          maximum and minimum up to the sign of a zero result), or none; a scalar on the left of an op that has one is moved to the right before the
-//          backends see it, so they need a left-scalar form only for the others.
+//          maximum and minimum up to the sign of a zero result), or none. A scalar on the left
+//          of an op that has one is moved to the right before the backends see it, so they
+//          need a left-scalar form only for the others.
 //   cpu_functor (core/cpu/binary_ops.h), cuda_functor (core/cuda/binary_ops.cuh): a struct whose
 //          operator()(a, b) computes the op in the compute type.
 // Notes: maximum and minimum propagate NaN; integer pow goes through f64 and rounds.

@@ -197,7 +197,7 @@ TEST_CASE("binary ops broadcast like numpy against an f64 reference", "[core]") 
   for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16, kInt64})
     for (const auto& c : cases)
       for (int layout = 0; layout < 2; ++layout)
-        for (int o = 0; o <= int(BinaryOp::ge); ++o) {
+        for (int o = 0; o < kNumBinaryOps; ++o) {
           auto op = BinaryOp(o);
           bool is_int = dt == kInt64;
           if (is_int && op == BinaryOp::pow) continue;
