@@ -104,6 +104,8 @@ static void map1(const Tensor& x, const Tensor& out, F f) {
 // The f32 four-lane form of a functor, where it has one (core/cpu/unary_ops.h).
 template <class T, class F>
 constexpr bool kHasX4 = std::is_same_v<T, float> && requires(f32x4 v) { F::forward_x4(v); };
+// A misspelt forward_x4 would fall back to libm's tanhf without a word (and a slower GPT step).
+static_assert(kHasX4<float, Gelu> && !kHasX4<double, Gelu>);
 
 template <class T, class F>
 static void unary_with(const Tensor& x, const Tensor& out) {
