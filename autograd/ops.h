@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/nn.h"
 #include "fathom/core/random.h"
 #include "fathom/core/tensor.h"
@@ -36,22 +37,12 @@ Tensor pow(const Tensor& x, double exponent);
 Tensor pow(const Tensor& base, const Tensor& exponent);
 Tensor pow(double base, const Tensor& exponent);
 
-Tensor neg(const Tensor& x);
-Tensor exp(const Tensor& x);
-Tensor log(const Tensor& x);
-Tensor tanh(const Tensor& x);
-Tensor relu(const Tensor& x);
-Tensor gelu(const Tensor& x);  // tanh approximation (GPT-2's)
-Tensor sigmoid(const Tensor& x);
-Tensor sqrt(const Tensor& x);
-Tensor rsqrt(const Tensor& x);
-Tensor abs(const Tensor& x);   // gradient 0 at 0
-Tensor square(const Tensor& x);
-Tensor sin(const Tensor& x);
-Tensor cos(const Tensor& x);
-Tensor log1p(const Tensor& x);  // log(1 + x), accurate near 0
-Tensor expm1(const Tensor& x);  // exp(x) - 1, accurate near 0
-Tensor sign(const Tensor& x);   // -1, 0 or 1 (NaN gives 0); gradient zero everywhere
+// The unary ops: one function per line of FATHOM_UNARY_OPS (core/ops/elementwise_table.h, which
+// lists them and notes their conventions), named as the op: Tensor exp(const Tensor& x), gelu,
+// sigmoid, ...
+#define FATHOM_DECLARE(name, ...) Tensor name(const Tensor& x);
+FATHOM_UNARY_OPS(FATHOM_DECLARE)
+#undef FATHOM_DECLARE
 // min(max(x, min), max), either bound optional (both missing is an error). The gradient is 1
 // where min <= x <= max and 0 elsewhere, as PyTorch; min > max gives max everywhere.
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);

@@ -167,37 +167,23 @@ Tensor pow(double a, const Tensor& b) {
 
 // ---- unary ----
 
+// One differentiable function per line of FATHOM_UNARY_OPS. The graph node saves only the one
+// tensor the derivative reads (the table's `reads`), which halves what the graph holds on to.
 static Tensor unary(UnaryOp op, const Tensor& x) {
   Tensor y = ops::unary(op, x);
   if (!needs_grad({x})) return y;
-  if (op == UnaryOp::neg)
-    return record("neg", {x}, y, [](const Grads& g) -> Grads { return {negate(g[0])}; });
-  // sign is flat almost everywhere: PyTorch's zero gradient, with nothing saved.
-  if (op == UnaryOp::sign)
-    return record("sign", {x}, y, [](const Grads& g) -> Grads { return {zeros_like(g[0])}; });
-  // Saving only the one value the derivative reads halves what the graph holds on to.
-  bool use_x = ops::unary_backward_reads_x(op);
+  GradReads reads = ops::unary_backward_reads(op);
   return record(op_name(op), {x}, y,
-                [op, sx = use_x ? saved(x) : Tensor(), sy = use_x ? Tensor() : saved(y)](
-                    const Grads& g) -> Grads { return {ops::unary_backward(op, g[0], sx, sy)}; });
+                [op, sx = reads == GradReads::x ? saved(x) : Tensor(),
+                 sy = reads == GradReads::y ? saved(y) : Tensor()](const Grads& g) -> Grads {
+                  return {ops::unary_backward(op, g[0], sx, sy)};
+                });
 }
 
-Tensor neg(const Tensor& x) { return unary(UnaryOp::neg, x); }
-Tensor exp(const Tensor& x) { return unary(UnaryOp::exp, x); }
-Tensor log(const Tensor& x) { return unary(UnaryOp::log, x); }
-Tensor tanh(const Tensor& x) { return unary(UnaryOp::tanh, x); }
-Tensor relu(const Tensor& x) { return unary(UnaryOp::relu, x); }
-Tensor gelu(const Tensor& x) { return unary(UnaryOp::gelu, x); }
-Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::sigmoid, x); }
-Tensor sqrt(const Tensor& x) { return unary(UnaryOp::sqrt, x); }
-Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::rsqrt, x); }
-Tensor abs(const Tensor& x) { return unary(UnaryOp::abs, x); }
-Tensor square(const Tensor& x) { return unary(UnaryOp::square, x); }
-Tensor sin(const Tensor& x) { return unary(UnaryOp::sin, x); }
-Tensor cos(const Tensor& x) { return unary(UnaryOp::cos, x); }
-Tensor log1p(const Tensor& x) { return unary(UnaryOp::log1p, x); }
-Tensor expm1(const Tensor& x) { return unary(UnaryOp::expm1, x); }
-Tensor sign(const Tensor& x) { return unary(UnaryOp::sign, x); }
+#define FATHOM_DEFINE(name, ...) \
+  Tensor name(const Tensor& x) { return unary(UnaryOp::name, x); }
+FATHOM_UNARY_OPS(FATHOM_DEFINE)
+#undef FATHOM_DEFINE
 
 // ---- clamp ----
 

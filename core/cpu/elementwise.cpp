@@ -4,7 +4,9 @@
 #include <cstring>
 
 #include "fathom/core/backend.h"
+#include "fathom/core/cpu/binary_ops.h"
 #include "fathom/core/cpu/loops.h"
+#include "fathom/core/cpu/unary_ops.h"
 
 namespace fathom::cpu {
 
@@ -49,37 +51,6 @@ void copy_bytes(void* dst, Device, const void* src, Device, size_t nbytes) {
 }
 
 // ---- unary ----
-
-static constexpr double kSqrt2OverPi = 0.7978845608028654;
-
-template <class A>
-static A gelu_tanh(A x) {
-  A inner = A(kSqrt2OverPi) * (x + A(0.044715) * x * x * x);
-  return A(0.5) * x * (A(1) + std::tanh(inner));
-}
-
-template <class A>
-static A gelu_tanh_grad(A x) {
-  A inner = A(kSqrt2OverPi) * (x + A(0.044715) * x * x * x);
-  A th = std::tanh(inner);
-  A dinner = A(kSqrt2OverPi) * (A(1) + A(3 * 0.044715) * x * x);
-  return A(0.5) * (A(1) + th) + A(0.5) * x * (A(1) - th * th) * dinner;
-}
-
-// GELU (tanh form) on four f32 lanes without libm: 0.5 x (1 + tanh(u)) = x * sigmoid(2u), and
-// sigmoid from exp_approx. libm's scalar tanhf was a sixth of a CPU GPT step. e = exp(-2u)
-// overflowing to inf gives s = 0 (the exact answer rounds to -0 there); NaN stays NaN.
-static f32x4 gelu_x4(f32x4 x) {
-  f32x4 u = float(kSqrt2OverPi) * (x + 0.044715f * x * x * x);
-  return x / (1.0f + exp_approx(-2.0f * u));
-}
-// d/dx [x s(2u)] = s + x s (1 - s) 2u', with s = sigmoid(2u) and u' = k (1 + 3c x^2).
-static f32x4 gelu_grad_x4(f32x4 g, f32x4 x) {
-  f32x4 u = float(kSqrt2OverPi) * (x + 0.044715f * x * x * x);
-  f32x4 s = 1.0f / (1.0f + exp_approx(-2.0f * u));
-  f32x4 du = float(kSqrt2OverPi) * (1.0f + float(3 * 0.044715) * x * x);
-  return g * (s + x * s * (1.0f - s) * 2.0f * du);
-}
 
 // f32 rows through a four-lane function: out[i] = f(a[i], b[i]) (b unused when f takes one
 // argument). Strided or partial groups are gathered into a zero-padded vector first.
@@ -130,30 +101,27 @@ static void map1(const Tensor& x, const Tensor& out, F f) {
   });
 }
 
+// The f32 four-lane form of a functor, where it has one (core/cpu/unary_ops.h).
+template <class T, class F>
+constexpr bool kHasX4 = std::is_same_v<T, float> && requires(f32x4 v) { F::forward_x4(v); };
+// A misspelt forward_x4 would fall back to libm's tanhf without a word (and a slower GPT step).
+static_assert(kHasX4<float, Gelu> && !kHasX4<double, Gelu>);
+
+template <class T, class F>
+static void unary_with(const Tensor& x, const Tensor& out) {
+  if constexpr (kHasX4<T, F>)
+    map_x4(out, x, Tensor(), [](f32x4 v, f32x4) { return F::forward_x4(v); });
+  else
+    map1<T>(x, out, [](acc_t<T> v) { return F::forward(v); });
+}
+
 void unary(UnaryOp op, const Tensor& x, const Tensor& out) {
   dispatch_float(x.dtype(), op_name(op), [&]<class T>() {
-    using A = acc_t<T>;
     switch (op) {
-      case UnaryOp::neg: return map1<T>(x, out, [](A v) { return -v; });
-      case UnaryOp::exp: return map1<T>(x, out, [](A v) { return std::exp(v); });
-      case UnaryOp::log: return map1<T>(x, out, [](A v) { return std::log(v); });
-      case UnaryOp::tanh: return map1<T>(x, out, [](A v) { return std::tanh(v); });
-      case UnaryOp::relu: return map1<T>(x, out, [](A v) { return v > A(0) ? v : A(0); });
-      case UnaryOp::gelu:
-        if constexpr (std::is_same_v<T, float>)
-          return map_x4(out, x, Tensor(), [](f32x4 v, f32x4) { return gelu_x4(v); });
-        else
-          return map1<T>(x, out, [](A v) { return gelu_tanh(v); });
-      case UnaryOp::sigmoid: return map1<T>(x, out, [](A v) { return A(1) / (A(1) + std::exp(-v)); });
-      case UnaryOp::sqrt: return map1<T>(x, out, [](A v) { return std::sqrt(v); });
-      case UnaryOp::rsqrt: return map1<T>(x, out, [](A v) { return A(1) / std::sqrt(v); });
-      case UnaryOp::abs: return map1<T>(x, out, [](A v) { return std::abs(v); });
-      case UnaryOp::square: return map1<T>(x, out, [](A v) { return v * v; });
-      case UnaryOp::sin: return map1<T>(x, out, [](A v) { return std::sin(v); });
-      case UnaryOp::cos: return map1<T>(x, out, [](A v) { return std::cos(v); });
-      case UnaryOp::log1p: return map1<T>(x, out, [](A v) { return std::log1p(v); });
-      case UnaryOp::expm1: return map1<T>(x, out, [](A v) { return std::expm1(v); });
-      case UnaryOp::sign: return map1<T>(x, out, [](A v) { return A((v > A(0)) - (v < A(0))); });
+#define FATHOM_CASE(name, reads, cpu_f, cuda_f) \
+  case UnaryOp::name: return unary_with<T, cpu_f>(x, out);
+      FATHOM_UNARY_OPS(FATHOM_CASE)
+#undef FATHOM_CASE
     }
   });
 }
@@ -172,32 +140,21 @@ static void map2_grad(const Tensor& gy, const Tensor& s, const Tensor& gx, F f) 
   });
 }
 
-void unary_backward(UnaryOp op, const Tensor& gy, const Tensor& x, const Tensor& y,
-                    const Tensor& gx) {
+template <class T, class F>
+static void unary_backward_with(const Tensor& gy, const Tensor& s, const Tensor& gx) {
+  if constexpr (kHasX4<T, F>)
+    map_x4(gx, gy, s, [](f32x4 g, f32x4 v) { return F::backward_x4(g, v); });
+  else
+    map2_grad<T>(gy, s, gx, [](acc_t<T> g, acc_t<T> v) { return F::backward(g, v); });
+}
+
+void unary_backward(UnaryOp op, const Tensor& gy, const Tensor& s, const Tensor& gx) {
   dispatch_float(gy.dtype(), op_name(op), [&]<class T>() {
-    using A = acc_t<T>;
     switch (op) {
-      case UnaryOp::neg: return map2_grad<T>(gy, gy, gx, [](A g, A) { return -g; });
-      case UnaryOp::exp: return map2_grad<T>(gy, y, gx, [](A g, A v) { return g * v; });
-      case UnaryOp::log: return map2_grad<T>(gy, x, gx, [](A g, A v) { return g / v; });
-      case UnaryOp::tanh: return map2_grad<T>(gy, y, gx, [](A g, A v) { return g * (A(1) - v * v); });
-      case UnaryOp::relu: return map2_grad<T>(gy, x, gx, [](A g, A v) { return v > A(0) ? g : A(0); });
-      case UnaryOp::gelu:
-        if constexpr (std::is_same_v<T, float>)
-          return map_x4(gx, gy, x, [](f32x4 g, f32x4 v) { return gelu_grad_x4(g, v); });
-        else
-          return map2_grad<T>(gy, x, gx, [](A g, A v) { return g * gelu_tanh_grad(v); });
-      case UnaryOp::sigmoid: return map2_grad<T>(gy, y, gx, [](A g, A v) { return g * v * (A(1) - v); });
-      case UnaryOp::sqrt: return map2_grad<T>(gy, y, gx, [](A g, A v) { return g / (A(2) * v); });
-      case UnaryOp::rsqrt: return map2_grad<T>(gy, y, gx, [](A g, A v) { return A(-0.5) * g * v * v * v; });
-      case UnaryOp::abs: return map2_grad<T>(gy, x, gx, [](A g, A v) { return v > A(0) ? g : v < A(0) ? -g : A(0); });
-      case UnaryOp::square: return map2_grad<T>(gy, x, gx, [](A g, A v) { return A(2) * g * v; });
-      case UnaryOp::sin: return map2_grad<T>(gy, x, gx, [](A g, A v) { return g * std::cos(v); });
-      case UnaryOp::cos: return map2_grad<T>(gy, x, gx, [](A g, A v) { return -g * std::sin(v); });
-      case UnaryOp::log1p: return map2_grad<T>(gy, x, gx, [](A g, A v) { return g / (A(1) + v); });
-      // d expm1(x)/dx = exp(x) = y + 1.
-      case UnaryOp::expm1: return map2_grad<T>(gy, y, gx, [](A g, A v) { return g * (v + A(1)); });
-      case UnaryOp::sign: return map2_grad<T>(gy, gy, gx, [](A, A) { return A(0); });
+#define FATHOM_CASE(name, reads, cpu_f, cuda_f) \
+  case UnaryOp::name: return unary_backward_with<T, cpu_f>(gy, s, gx);
+      FATHOM_UNARY_OPS(FATHOM_CASE)
+#undef FATHOM_CASE
     }
   });
 }
@@ -230,29 +187,14 @@ void clamp_backward(const Tensor& gy, const Tensor& x, double lo, double hi, con
 
 // ---- binary ----
 
-template <class A>
-static A pow_of(A a, A b) {
-  if constexpr (std::is_integral_v<A>) return A(std::llround(std::pow(double(a), double(b))));
-  else return std::pow(a, b);
-}
-
-// Calls k with the arithmetic functor for op (a, b in the compute type A).
-template <class A, class K>
+// Calls k.template operator()<F, Op>() with op's functor type F and op as a constant.
+template <class K>
 static void with_binary(BinaryOp op, K&& k) {
   switch (op) {
-    case BinaryOp::add: return k([](A a, A b) { return a + b; });
-    case BinaryOp::sub: return k([](A a, A b) { return a - b; });
-    case BinaryOp::mul: return k([](A a, A b) { return a * b; });
-    case BinaryOp::div: return k([](A a, A b) { return a / b; });
-    case BinaryOp::maximum: return k([](A a, A b) { return a > b || a != a ? a : b; });
-    case BinaryOp::minimum: return k([](A a, A b) { return a < b || a != a ? a : b; });
-    case BinaryOp::pow: return k([](A a, A b) { return pow_of(a, b); });
-    case BinaryOp::eq: return k([](A a, A b) { return a == b; });
-    case BinaryOp::ne: return k([](A a, A b) { return a != b; });
-    case BinaryOp::lt: return k([](A a, A b) { return a < b; });
-    case BinaryOp::le: return k([](A a, A b) { return a <= b; });
-    case BinaryOp::gt: return k([](A a, A b) { return a > b; });
-    case BinaryOp::ge: return k([](A a, A b) { return a >= b; });
+#define FATHOM_CASE(name, kind, swapped, cpu_f, cuda_f) \
+  case BinaryOp::name: return k.template operator()<cpu_f, BinaryOp::name>();
+    FATHOM_BINARY_OPS(FATHOM_CASE)
+#undef FATHOM_CASE
   }
 }
 
@@ -277,38 +219,43 @@ static void map_binary(const Tensor& a, const Tensor& b, const Tensor& out, F f)
   });
 }
 
+// The output element type of op on inputs T.
+template <class T, BinaryOp Op>
+using binary_out_t = std::conditional_t<is_comparison(Op), bool, T>;
+
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   dispatch_all(a.dtype(), op_name(op), [&]<class T>() {
-    using A = acc_t<T>;
-    with_binary<A>(op, [&](auto f) {
-      if (is_comparison(op)) map_binary<T, bool>(a, b, out, f);
-      else map_binary<T, T>(a, b, out, f);
+    with_binary(op, [&]<class F, BinaryOp Op>() {
+      map_binary<T, binary_out_t<T, Op>>(a, b, out, F{});
     });
   });
 }
 
 void binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_left, const Tensor& out) {
+  FATHOM_CHECK(!scalar_left || !swapped_op(op), op_name(op),
+               ": internal error: a left scalar reached the backend for an op with a swapped form");
   dispatch_all(a.dtype(), op_name(op), [&]<class T>() {
     using A = acc_t<T>;
     A sv = A(s);
-    with_binary<A>(op, [&](auto f) {
-      auto run = [&]<class O>() {
-        const T* ap = ptr<T>(a);
-        O* op_ = ptr<O>(out);
-        bool stream = out.nbytes() >= stream_threshold();
-        for_each_row<2>(out.shape(), {out.strides(), a.strides()}, [&](auto off, int64_t n, auto st) {
-          O* o = op_ + off[0];
-          const T* x = ap + off[1];
-          if (scalar_left)
+    with_binary(op, [&]<class F, BinaryOp Op>() {
+      using O = binary_out_t<T, Op>;
+      F f;
+      const T* ap = ptr<T>(a);
+      O* op_ = ptr<O>(out);
+      bool stream = out.nbytes() >= stream_threshold();
+      for_each_row<2>(out.shape(), {out.strides(), a.strides()}, [&](auto off, int64_t n, auto st) {
+        O* o = op_ + off[0];
+        const T* x = ap + off[1];
+        if constexpr (!swapped_op(Op))
+          if (scalar_left) {
             for (int64_t i = 0; i < n; ++i) o[i * st[0]] = O(f(sv, A(x[i * st[1]])));
-          else if (st[0] == 1 && st[1] == 1)
-            store_row(o, n, stream, [&](int64_t i) { return O(f(A(x[i]), sv)); });
-          else
-            for (int64_t i = 0; i < n; ++i) o[i * st[0]] = O(f(A(x[i * st[1]]), sv));
-        });
-      };
-      if (is_comparison(op)) run.template operator()<bool>();
-      else run.template operator()<T>();
+            return;
+          }
+        if (st[0] == 1 && st[1] == 1)
+          store_row(o, n, stream, [&](int64_t i) { return O(f(A(x[i]), sv)); });
+        else
+          for (int64_t i = 0; i < n; ++i) o[i * st[0]] = O(f(A(x[i * st[1]]), sv));
+      });
     });
   });
 }

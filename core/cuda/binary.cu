@@ -23,9 +23,9 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   if (out.numel() == 0) return;
   Launch L(out);
   dispatch_all(a.dtype(), op_name(op), [&]<class T>() {
-    with_binary(op, [&]<class F>(F f) {
-      using O = std::conditional_t<F::kCompare, bool, T>;
-      Map2<O, T, T, BinaryG<T, O, F>> m{ptr<O>(out), ptr<const T>(a), ptr<const T>(b), {f}};
+    with_binary(op, [&]<class F, BinaryOp Op>() {
+      using O = binary_out_t<T, Op>;
+      Map2<O, T, T, BinaryG<T, O, F>> m{ptr<O>(out), ptr<const T>(a), ptr<const T>(b), {}};
       launch_map(op_name(op), out.shape(), {&out.strides(), &a.strides(), &b.strides()}, m, L);
     });
   });

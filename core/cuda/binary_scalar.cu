@@ -1,7 +1,8 @@
 // CUDA binary ops between a tensor and a host scalar, passed to the kernel by value (no device
 // copy, no sync). The scalar is converted to the compute type on the host exactly as the CPU
-// does (A(s)). Commutative ops and comparisons with the scalar on the left are rewritten with
-// it on the right (s < x is x > s, exactly), so only sub, div and pow need a left form.
+// does (A(s)). A scalar on the left reaches here only for ops without a swapped form in the
+// table (sub, div, pow; core/ops/elementwise.cpp moves it to the right for the others), so only
+// those get a left-scalar kernel.
 #include "fathom/core/cuda/binary_ops.cuh"
 #include "fathom/core/cuda/loops.cuh"
 
@@ -18,11 +19,11 @@ struct ScalarG {
   }
 };
 
-template <class T, bool kLeft, class F>
-static void run_scalar(F f, const Tensor& a, double s, const Tensor& out, const Launch& L) {
-  using O = std::conditional_t<F::kCompare, bool, T>;
+template <class T, class F, BinaryOp Op, bool kLeft>
+static void run_scalar(const Tensor& a, double s, const Tensor& out, const Launch& L) {
+  using O = binary_out_t<T, Op>;
   using A = compute_t<T>;
-  ScalarG<T, O, F, kLeft> g{f, static_cast<A>(s)};
+  ScalarG<T, O, F, kLeft> g{F{}, static_cast<A>(s)};
   Map1<O, T, ScalarG<T, O, F, kLeft>> m{ptr<O>(out), ptr<const T>(a), g};
   launch_map("binary_scalar", out.shape(), {&out.strides(), &a.strides()}, m, L);
 }
@@ -31,30 +32,15 @@ void binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_left, con
   DType want = is_comparison(op) ? DType::boolean : a.dtype();
   FATHOM_CHECK(out.dtype() == want && a.shape() == out.shape(), op_name(op), ": a ", a.desc(),
                ", out ", out.desc(), ": expected out of a's shape and dtype ", dtype_name(want));
+  FATHOM_CHECK(!scalar_left || !swapped_op(op), op_name(op),
+               ": internal error: a left scalar reached the backend for an op with a swapped form");
   if (out.numel() == 0) return;
-  if (scalar_left) {
-    switch (op) {
-      case BinaryOp::add: case BinaryOp::mul: case BinaryOp::maximum: case BinaryOp::minimum:
-      case BinaryOp::eq: case BinaryOp::ne: scalar_left = false; break;
-      case BinaryOp::lt: op = BinaryOp::gt; scalar_left = false; break;
-      case BinaryOp::le: op = BinaryOp::ge; scalar_left = false; break;
-      case BinaryOp::gt: op = BinaryOp::lt; scalar_left = false; break;
-      case BinaryOp::ge: op = BinaryOp::le; scalar_left = false; break;
-      default: break;  // sub, div, pow
-    }
-  }
   Launch L(out);
   dispatch_all(a.dtype(), op_name(op), [&]<class T>() {
-    if (!scalar_left) {
-      with_binary(op, [&]<class F>(F f) { run_scalar<T, false>(f, a, s, out, L); });
-      return;
-    }
-    switch (op) {
-      case BinaryOp::sub: return run_scalar<T, true>(SubF{}, a, s, out, L);
-      case BinaryOp::div: return run_scalar<T, true>(DivF{}, a, s, out, L);
-      case BinaryOp::pow: return run_scalar<T, true>(PowF{}, a, s, out, L);
-      default: fathom::detail::fail(op_name(op), ": internal error: no left-scalar form");
-    }
+    with_binary(op, [&]<class F, BinaryOp Op>() {
+      if (!scalar_left) return run_scalar<T, F, Op, false>(a, s, out, L);
+      if constexpr (!swapped_op(Op)) run_scalar<T, F, Op, true>(a, s, out, L);
+    });
   });
 }
 

@@ -24,8 +24,9 @@ __device__ __forceinline__ MaxSum<compute_t<T>, row_acc_t<T>> row_max_sum(const 
 }
 
 template <class T>
-__global__ void ce_forward_kernel(const T* logits, const int64_t* targets, int64_t ignore_index,
-                                  loss_t<T>* losses, int64_t N, int64_t C) {
+__global__ void cross_entropy_forward_kernel(const T* logits, const int64_t* targets,
+                                             int64_t ignore_index, loss_t<T>* losses, int64_t N,
+                                             int64_t C) {
   using A = compute_t<T>;
   using S = row_acc_t<T>;
   using L = loss_t<T>;
@@ -45,8 +46,9 @@ __global__ void ce_forward_kernel(const T* logits, const int64_t* targets, int64
 
 // grad = scale * (softmax(x) - onehot(t)); 0 on ignored rows.
 template <class T>
-__global__ void ce_backward_kernel(const T* logits, const int64_t* targets, int64_t ignore_index,
-                                   const loss_t<T>* scale, T* grad, int64_t N, int64_t C) {
+__global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* targets,
+                                              int64_t ignore_index, const loss_t<T>* scale,
+                                              T* grad, int64_t N, int64_t C) {
   using A = compute_t<T>;
   using S = row_acc_t<T>;
   __shared__ MaxSum<A, S> smem[32];
@@ -69,7 +71,8 @@ __global__ void ce_backward_kernel(const T* logits, const int64_t* targets, int6
 }
 
 template <class T>
-void check_ce(const char* op, const Tensor& logits, const Tensor& targets, const Tensor& lossy) {
+void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,
+                         const Tensor& lossy) {
   FATHOM_CHECK(logits.dim() == 2 && logits.is_contiguous() && targets.dim() == 1 &&
                    targets.size(0) == logits.size(0) && targets.dtype() == DType::i64 &&
                    targets.is_contiguous() && targets.device() == logits.device() &&
@@ -89,12 +92,12 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_i
   if (N == 0) return;
   Launch L(losses);
   dispatch_float(logits.dtype(), "cross_entropy", [&]<class T>() {
-    check_ce<T>("cross_entropy", logits, targets, losses);
+    check_cross_entropy<T>("cross_entropy", logits, targets, losses);
     FATHOM_CHECK(losses.numel() == N && losses.is_contiguous(), "cross_entropy: losses ",
                  losses.desc(), " should be [", N, "]");
     FATHOM_CHECK(C > 0, "cross_entropy: logits ", logits.desc(), " have no classes");
     RowLaunch rl = row_launch(N, C, sizeof(T));
-    ce_forward_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
+    cross_entropy_forward_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
         ptr<const T>(logits), ptr<const int64_t>(targets), ignore_index, ptr<loss_t<T>>(losses),
         N, C);
     FATHOM_CUDA_CHECK_LAUNCH();
@@ -107,13 +110,13 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t
   if (N * C == 0) return;
   Launch L(grad_logits);
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
-    check_ce<T>("cross_entropy_backward", logits, targets, scale);
+    check_cross_entropy<T>("cross_entropy_backward", logits, targets, scale);
     FATHOM_CHECK(scale.numel() == 1 && grad_logits.shape() == logits.shape() &&
                      grad_logits.dtype() == logits.dtype() && grad_logits.is_contiguous(),
                  "cross_entropy_backward: scale ", scale.desc(), " must have one element and grad ",
                  grad_logits.desc(), " match logits ", logits.desc());
     RowLaunch rl = row_launch(N, C, sizeof(T));
-    ce_backward_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
+    cross_entropy_backward_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
         ptr<const T>(logits), ptr<const int64_t>(targets), ignore_index,
         ptr<const loss_t<T>>(scale), ptr<T>(grad_logits), N, C);
     FATHOM_CUDA_CHECK_LAUNCH();

@@ -9,18 +9,17 @@
 
 namespace fathom {
 
+#define FATHOM_NAME(name, ...) #name,
 const char* op_name(UnaryOp op) {
-  static const char* names[] = {"neg", "exp", "log", "tanh", "relu", "gelu",
-                                "sigmoid", "sqrt", "rsqrt", "abs", "square",
-                                "sin", "cos", "log1p", "expm1", "sign"};
+  static const char* names[] = {FATHOM_UNARY_OPS(FATHOM_NAME)};
   return names[int(op)];
 }
 
 const char* op_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow",
-                                "eq", "ne", "lt", "le", "gt", "ge"};
+  static const char* names[] = {FATHOM_BINARY_OPS(FATHOM_NAME)};
   return names[int(op)];
 }
+#undef FATHOM_NAME
 
 namespace ops {
 
@@ -47,21 +46,21 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   return out;
 }
 
-bool unary_backward_reads_x(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::log: case UnaryOp::relu: case UnaryOp::gelu: case UnaryOp::abs:
-    case UnaryOp::square: case UnaryOp::sin: case UnaryOp::cos: case UnaryOp::log1p:
-      return true;
-    default: return false;
-  }
-}
-
+// The backends get the one saved tensor the derivative reads (grad_y itself when none).
 Tensor unary_backward(UnaryOp op, const Tensor& grad_y, const Tensor& x, const Tensor& y) {
-  const Tensor& ref = x.defined() ? x : y;
-  FATHOM_CHECK(ref.defined() && grad_y.shape() == ref.shape() && grad_y.dtype() == ref.dtype(),
-               op_name(op), "_backward: grad ", grad_y.desc(), " does not match input ", ref.desc());
+  GradReads reads = unary_backward_reads(op);
+  const Tensor& s = reads == GradReads::x ? x : reads == GradReads::y ? y : grad_y;
+  const char* which = reads == GradReads::x ? "x" : "y";
+  FATHOM_CHECK(s.defined(), op_name(op), "_backward: needs the forward's ", which,
+               ", got an undefined tensor (grad ", grad_y.desc(), ")");
+  FATHOM_CHECK(grad_y.shape() == s.shape() && grad_y.dtype() == s.dtype() &&
+                   grad_y.device() == s.device(),
+               op_name(op), "_backward: grad ", grad_y.desc(), " does not match ", which, " ",
+               s.desc());
+  FATHOM_CHECK(is_floating(grad_y.dtype()), op_name(op),
+               "_backward: expected a floating-point grad, got ", grad_y.desc());
   Tensor gx = empty(grad_y.shape(), grad_y.options());
-  if (gx.numel()) FATHOM_DISPATCH(gx.device(), unary_backward, op, grad_y, x, y, gx);
+  if (gx.numel()) FATHOM_DISPATCH(gx.device(), unary_backward, op, grad_y, s, gx);
   return gx;
 }
 
@@ -133,6 +132,13 @@ static DType scalar_dtype(BinaryOp op, DType t, double s) {
 }
 
 static Tensor binary_scalar(BinaryOp op, const Tensor& a, double s, bool left) {
+  // s op a is computed as a swapped_op(op) s where the table has one (s < a is a > s), so the
+  // backends need a left-scalar form only for sub, div and pow.
+  std::optional<BinaryOp> sw = swapped_op(op);
+  if (left && sw) {
+    op = *sw;
+    left = false;
+  }
   DType ct = scalar_dtype(op, a.dtype(), s);
   Tensor ac = to(a, ct);
   Tensor out = empty(a.shape(), {is_comparison(op) ? DType::boolean : ct, a.device()});

@@ -5,21 +5,54 @@
 #include <optional>
 #include <type_traits>
 
+#include "fathom/core/ops/elementwise_table.h"
 #include "fathom/core/tensor.h"
 
 namespace fathom {
 
-// sign is float-only like the rest and maps NaN to 0 ((x > 0) - (x < 0), PyTorch's formula);
-// its gradient is zero everywhere.
-enum class UnaryOp : uint8_t {
-  neg, exp, log, tanh, relu, gelu, sigmoid, sqrt, rsqrt, abs, square,
-  sin, cos, log1p, expm1, sign
-};
-inline constexpr int kNumUnaryOps = int(UnaryOp::sign) + 1;
-enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, pow, eq, ne, lt, le, gt, ge };
+// The ops, in the order of their table (core/ops/elementwise_table.h), which documents them.
+#define FATHOM_ENUM_ENTRY(name, ...) name,
+enum class UnaryOp : uint8_t { FATHOM_UNARY_OPS(FATHOM_ENUM_ENTRY) };
+enum class BinaryOp : uint8_t { FATHOM_BINARY_OPS(FATHOM_ENUM_ENTRY) };
+#undef FATHOM_ENUM_ENTRY
+#define FATHOM_COUNT(...) +1
+inline constexpr int kNumUnaryOps = 0 FATHOM_UNARY_OPS(FATHOM_COUNT);
+inline constexpr int kNumBinaryOps = 0 FATHOM_BINARY_OPS(FATHOM_COUNT);
+#undef FATHOM_COUNT
 const char* op_name(UnaryOp op);
 const char* op_name(BinaryOp op);
-inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
+
+// What a unary op's backward reads besides grad_y (the table's `reads` column).
+enum class GradReads : uint8_t { none, x, y };
+// A binary op's result: the compute dtype, or bool (the table's `kind` column).
+enum class BinaryKind : uint8_t { arith, compare };
+
+namespace detail {
+#define FATHOM_READS(name, reads, ...) GradReads::reads,
+inline constexpr GradReads kUnaryReads[] = {FATHOM_UNARY_OPS(FATHOM_READS)};
+#undef FATHOM_READS
+#define FATHOM_KIND(name, kind, ...) BinaryKind::kind,
+inline constexpr BinaryKind kBinaryKind[] = {FATHOM_BINARY_OPS(FATHOM_KIND)};
+#undef FATHOM_KIND
+// The `swapped` column: BinarySwap has BinaryOp's names in the same order, then `none`, so the
+// table can say none where BinaryOp has no such value.
+#define FATHOM_ENUM_ENTRY(name, ...) name,
+enum class BinarySwap : uint8_t { FATHOM_BINARY_OPS(FATHOM_ENUM_ENTRY) none };
+#undef FATHOM_ENUM_ENTRY
+#define FATHOM_SWAP(name, kind, swapped, ...) BinarySwap::swapped,
+inline constexpr BinarySwap kBinarySwap[] = {FATHOM_BINARY_OPS(FATHOM_SWAP)};
+#undef FATHOM_SWAP
+}  // namespace detail
+
+inline constexpr bool is_comparison(BinaryOp op) {
+  return detail::kBinaryKind[int(op)] == BinaryKind::compare;
+}
+// The op with the operands exchanged (b op a == a swapped_op(op) b), if the table gives one.
+inline constexpr std::optional<BinaryOp> swapped_op(BinaryOp op) {
+  detail::BinarySwap s = detail::kBinarySwap[int(op)];
+  if (s == detail::BinarySwap::none) return std::nullopt;
+  return BinaryOp(int(s));
+}
 
 namespace detail {
 // A clamp bound in a kernel's compute type A: integer types saturate to their range, so an
@@ -38,12 +71,15 @@ namespace ops {
 
 Tensor unary(UnaryOp op, const Tensor& x);
 // dL/dx of y = op(x) given dL/dy; x and y as the forward saw them (which one each op reads:
-// unary_backward_reads_x).
+// unary_backward_reads); the other may be undefined.
 Tensor unary_backward(UnaryOp op, const Tensor& grad_y, const Tensor& x, const Tensor& y);
 
-// True when op's derivative is computed from x, false when from y (exp, tanh, sigmoid, ... reuse
-// the output); sign and neg read neither. Autograd saves only the one it needs.
-bool unary_backward_reads_x(UnaryOp op);
+// Which of x and y op's derivative is computed from (exp, tanh, sigmoid, ... reuse the output;
+// neg and sign read neither). Autograd saves only that one.
+inline constexpr GradReads unary_backward_reads(UnaryOp op) {
+  return detail::kUnaryReads[int(op)];
+}
+inline bool unary_backward_reads_x(UnaryOp op) { return unary_backward_reads(op) == GradReads::x; }
 
 // min(max(x, lo), hi) with either bound optional (PyTorch's clamp: lo > hi gives hi everywhere,
 // NaN stays NaN). Any non-bool dtype; integer tensors need integral bounds.

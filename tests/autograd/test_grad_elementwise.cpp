@@ -67,7 +67,7 @@ TEST_CASE("unary ops: gradients match finite differences", "[autograd]") {
       {"sigmoid", sigmoid, false}, {"sqrt", sqrt, true}, {"rsqrt", rsqrt, true},
       {"abs", abs, false},   {"square", square, false},
       {"sin", sin, false},   {"cos", cos, false},   {"log1p", log1p, true},
-      {"expm1", expm1, false},
+      {"expm1", expm1, false}, {"erf", erf, false},
   };
   for (const Op& op : table)
     for (int trial = 0; trial < 4; ++trial) {

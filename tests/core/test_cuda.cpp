@@ -185,7 +185,7 @@ TEST_CASE("cuda: binary ops with broadcasting, scalars and in place match the CP
                              {{6, 1}, {1, 130}}, {{}, {2, 9}}};
   for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16, kInt32, kInt64, kUInt8})
     for (const Pair& p : pairs)
-      for (int o = 0; o <= int(BinaryOp::ge); ++o) {
+      for (int o = 0; o < kNumBinaryOps; ++o) {
         auto op = BinaryOp(o);
         if (op == BinaryOp::pow && !is_floating(dt)) continue;  // overflow is UB-land on both
         bool positive = op == BinaryOp::pow || op == BinaryOp::div;

@@ -23,6 +23,7 @@ double ref_unary(UnaryOp op, double x) {
     case UnaryOp::log1p: return std::log1p(x);
     case UnaryOp::expm1: return std::expm1(x);
     case UnaryOp::sign: return double((x > 0) - (x < 0));
+    case UnaryOp::erf: return std::erf(x);
   }
   return 0;
 }
@@ -128,6 +129,25 @@ TEST_CASE("sign, log1p and expm1 at the edges", "[core]") {
         std::vector<double>(5, 0.0));
 }
 
+// Values from the series erf(x) = 2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n+1)) summed in 50-digit
+// decimal arithmetic, not from std::erf, which the CPU kernel calls; the gradient against the
+// closed form 2/sqrt(pi) exp(-x^2).
+TEST_CASE("erf at known values and its gradient's closed form", "[core]") {
+  const std::vector<double> xs = {0, 0.5, 1, 2, -1, 3.5, INFINITY, -INFINITY, std::nan("")};
+  const std::vector<double> want = {0, 0.5204998778130465, 0.8427007929497149, 0.9953222650189527,
+                                    -0.8427007929497149, 0.9999992569016276, 1, -1, std::nan("")};
+  for (DType dt : {kFloat64, kFloat32, kBFloat16, kFloat16}) {
+    INFO(dtype_name(dt));
+    Tensor x = ops::to(from_vector(xs, {int64_t(xs.size())}, kFloat64), dt);
+    expect_close(ops::unary(UnaryOp::erf, x), want, tol(dt), tol(dt) * 1e-3, "erf");
+  }
+  Tensor x = from_vector(std::vector<double>{-2, -0.5, 0, 0.5, 1, 3}, {6}, kFloat64);
+  std::vector<double> want_g;
+  for (double v : to_vector(x)) want_g.push_back(3 * 2 / std::sqrt(std::acos(-1.0)) * std::exp(-v * v));
+  expect_close(ops::unary_backward(UnaryOp::erf, full({6}, 3.0, kFloat64), x, Tensor()), want_g,
+               1e-15, 0, "erf backward");
+}
+
 TEST_CASE("clamp matches std::clamp in every dtype and layout; NaN and bounds", "[core]") {
   Generator g(5);
   struct Bounds { std::optional<double> lo, hi; };
@@ -177,7 +197,7 @@ TEST_CASE("binary ops broadcast like numpy against an f64 reference", "[core]") 
   for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16, kInt64})
     for (const auto& c : cases)
       for (int layout = 0; layout < 2; ++layout)
-        for (int o = 0; o <= int(BinaryOp::ge); ++o) {
+        for (int o = 0; o < kNumBinaryOps; ++o) {
           auto op = BinaryOp(o);
           bool is_int = dt == kInt64;
           if (is_int && op == BinaryOp::pow) continue;
@@ -200,6 +220,30 @@ TEST_CASE("binary ops broadcast like numpy against an f64 reference", "[core]") 
           double rt = is_int ? (op == BinaryOp::div ? 1e-6 : 0) : tol(dt) * 4;
           expect_close(out, want, rt, 0, op_name(op));
         }
+}
+
+// A scalar on the left of an op with a swapped form (the table's `swapped` column) is computed
+// as the swapped op with the scalar on the right; either way the values are the reference's.
+TEST_CASE("every binary op with a scalar on either side matches the f64 reference", "[core]") {
+  const std::vector<double> xs = {-3, -1, 0, 1, 1.5, 2, 4};
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kInt64})
+    for (double s : {1.5, 2.0, -1.0})
+      for (int o = 0; o < kNumBinaryOps; ++o) {
+        auto op = BinaryOp(o);
+        bool is_int = dt == kInt64;
+        if (is_int && (op == BinaryOp::pow || s != std::trunc(s))) continue;
+        Tensor x = ops::to(from_vector(xs, {int64_t(xs.size())}), dt);
+        std::vector<double> right, left;
+        for (double v : to_vector(x)) {
+          right.push_back(ref_binary(op, v, s));
+          left.push_back(ref_binary(op, s, v));
+        }
+        INFO(op_name(op) << " " << x.desc() << " scalar " << s);
+        double rt = is_int ? (op == BinaryOp::div ? 1e-6 : 0) : tol(dt) * 4;
+        expect_close(ops::binary(op, x, s), right, rt, 0, "tensor op scalar");
+        expect_close(ops::binary(op, s, noncontiguous(x)), left, rt, 0, "scalar op tensor");
+        if (is_comparison(op)) CHECK(ops::binary(op, s, x).dtype() == kBool);
+      }
 }
 
 TEST_CASE("scalars, in-place ops, where, masked_fill", "[core]") {
@@ -233,4 +277,9 @@ TEST_CASE("elementwise errors name op and shapes", "[core]") {
   CHECK_THROWS_WITH(ops::add_(zeros({3}), zeros({2, 3})), Catch::Contains("broadcast shape"));
   CHECK_THROWS_WITH(ops::binary(BinaryOp::add, zeros({2}, kBool), zeros({2}, kBool)),
                     Catch::Contains("arithmetic on bool"));
+  // unary_backward needs the saved tensor the table's `reads` names, of the grad's shape.
+  CHECK_THROWS_WITH(ops::unary_backward(UnaryOp::exp, ones({3}), ones({3}), Tensor()),
+                    Catch::Contains("exp_backward: needs the forward's y"));
+  CHECK_THROWS_WITH(ops::unary_backward(UnaryOp::log, ones({3}), ones({4}), Tensor()),
+                    Catch::Contains("log_backward: grad [3] f32 cpu does not match x [4]"));
 }

@@ -1,14 +1,14 @@
 // CUDA layer norm over the rows of x [rows, C], forward and backward, following
-// core/cpu/layernorm.cpp (itself llm.c's layernorm_forward/backward): statistics accumulate in
+// core/cpu/layer_norm.cpp (itself llm.c's layernorm_forward/backward): statistics accumulate in
 // S (f64 for f32/f64 rows, f32 for halves), the mean first and the variance around it (two
 // passes over a row that stays in L1/L2: E[x^2] - E[x]^2 cancels badly when |mean| >> std),
 // and they are stored as M (f32, f64 for f64 x) and the row normalised with the stored values,
 // so backward sees exactly what forward used.
 //
 // Backward: grad_x per row (a warp or a block per row, like softmax). grad_weight/grad_bias
-// are sums over rows, done without atomics so they are deterministic: ln_param_partial_kernel
-// sums a fixed chunk of rows per block into its own partial row, ln_param_final_kernel adds the
-// chunks in order. The chunking depends only on the shape.
+// are sums over rows, done without atomics so they are deterministic:
+// layer_norm_param_partial_kernel sums a fixed chunk of rows per block into its own partial row,
+// layer_norm_param_final_kernel adds the chunks in order. The chunking depends only on the shape.
 #include "fathom/core/cuda/common.cuh"
 
 namespace fathom::cuda {
@@ -20,8 +20,9 @@ using stat_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 // y = (x - mean) * rstd [* w] [+ b]
 template <class T>
-__global__ void ln_forward_kernel(const T* x, const T* w, const T* b, T* y, stat_t<T>* mean,
-                                  stat_t<T>* rstd, int64_t rows, int64_t C, double eps) {
+__global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T* y,
+                                          stat_t<T>* mean, stat_t<T>* rstd, int64_t rows,
+                                          int64_t C, double eps) {
   using A = compute_t<T>;
   using S = row_acc_t<T>;
   using M = stat_t<T>;
@@ -55,8 +56,9 @@ __global__ void ln_forward_kernel(const T* x, const T* w, const T* b, T* y, stat
 // With xhat = (x - mean) * rstd and g = grad_y * w (or grad_y):
 //   grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat))
 template <class T>
-__global__ void ln_backward_x_kernel(const T* gy, const T* x, const T* w, const stat_t<T>* mean,
-                                     const stat_t<T>* rstd, T* gx, int64_t rows, int64_t C) {
+__global__ void layer_norm_backward_x_kernel(const T* gy, const T* x, const T* w,
+                                             const stat_t<T>* mean, const stat_t<T>* rstd, T* gx,
+                                             int64_t rows, int64_t C) {
   using A = compute_t<T>;
   using S = row_acc_t<T>;
   __shared__ Sum2<S> smem[32];
@@ -86,9 +88,9 @@ constexpr int kPX = 32, kPY = 8;  // partial kernel block: 32 columns x 8 row la
 // over the chunk's rows. Lanes of a column merge through shared memory in lane order.
 template <class T>
 __global__ void __launch_bounds__(kPX * kPY)
-    ln_param_partial_kernel(const T* gy, const T* x, const stat_t<T>* mean,
-                            const stat_t<T>* rstd, row_acc_t<T>* pw, row_acc_t<T>* pb,
-                            int64_t rows, int64_t C, int64_t chunk_rows, int64_t tiles) {
+    layer_norm_param_partial_kernel(const T* gy, const T* x, const stat_t<T>* mean,
+                                    const stat_t<T>* rstd, row_acc_t<T>* pw, row_acc_t<T>* pb,
+                                    int64_t rows, int64_t C, int64_t chunk_rows, int64_t tiles) {
   using A = compute_t<T>;
   using S = row_acc_t<T>;
   __shared__ Sum2<S> sm[kPY][kPX];
@@ -113,8 +115,8 @@ __global__ void __launch_bounds__(kPX * kPY)
 }
 
 template <class T>
-__global__ void ln_param_final_kernel(const row_acc_t<T>* pw, const row_acc_t<T>* pb, T* gw,
-                                      T* gb, int64_t C, int64_t chunks) {
+__global__ void layer_norm_param_final_kernel(const row_acc_t<T>* pw, const row_acc_t<T>* pb,
+                                              T* gw, T* gb, int64_t C, int64_t chunks) {
   using S = row_acc_t<T>;
   int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
@@ -158,7 +160,7 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
     check_stats<T>("layer_norm", mean, x);
     check_stats<T>("layer_norm", rstd, x);
     RowLaunch rl = row_launch(rows, C, sizeof(T));
-    ln_forward_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
+    layer_norm_forward_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
         ptr<const T>(x), ptr_or_null<const T>(weight), ptr_or_null<const T>(bias), ptr<T>(y),
         ptr<stat_t<T>>(mean), ptr<stat_t<T>>(rstd), rows, C, eps);
     FATHOM_CUDA_CHECK_LAUNCH();
@@ -188,7 +190,7 @@ void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
     check_stats<T>(op, rstd, x);
     if (rows > 0) {
       RowLaunch rl = row_launch(rows, C, sizeof(T));
-      ln_backward_x_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
+      layer_norm_backward_x_kernel<T><<<rl.grid, rl.block, 0, L.stream>>>(
           ptr<const T>(grad_y), ptr<const T>(x), ptr_or_null<const T>(weight),
           ptr<const M>(mean), ptr<const M>(rstd), ptr<T>(grad_x), rows, C);
       FATHOM_CUDA_CHECK_LAUNCH();
@@ -205,11 +207,11 @@ void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
     S* pwp = pw ? static_cast<S*>(pw->data()) : nullptr;
     S* pbp = pb ? static_cast<S*>(pb->data()) : nullptr;
     FATHOM_CHECK(tiles * chunks < (int64_t(1) << 31), op, ": C = ", C, " is too large");
-    ln_param_partial_kernel<T><<<unsigned(tiles * chunks), dim3(kPX, kPY), 0, L.stream>>>(
+    layer_norm_param_partial_kernel<T><<<unsigned(tiles * chunks), dim3(kPX, kPY), 0, L.stream>>>(
         ptr<const T>(grad_y), ptr<const T>(x), ptr<const M>(mean), ptr<const M>(rstd), pwp, pbp,
         rows, C, chunk_rows, tiles);
     FATHOM_CUDA_CHECK_LAUNCH();
-    ln_param_final_kernel<T><<<unsigned(ceil_div(C, 256)), 256, 0, L.stream>>>(
+    layer_norm_param_final_kernel<T><<<unsigned(ceil_div(C, 256)), 256, 0, L.stream>>>(
         pwp, pbp, ptr_or_null<T>(grad_weight), ptr_or_null<T>(grad_bias), C, chunks);
     FATHOM_CUDA_CHECK_LAUNCH();
     // pw/pb return to the cache here; the kernels reading them are already queued on the same
