@@ -10,6 +10,7 @@
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/reduce.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/trace.h"
 
 namespace fathom::autograd {
 
@@ -96,6 +97,9 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     root_grads.push_back(ops::to(ops::to(g, r.device()), r.dtype()));
   }
 
+  // The timeline's "backward" span covers the queued callbacks too (DDP's wait for its last
+  // buckets), as that is what the caller's backward() costs.
+  trace::Scope span("autograd", "backward");
   NoGradGuard no_grad;
   CallbackScope callbacks;
   auto root = std::make_shared<GraphRoot>(std::move(root_edges), std::move(root_grads));
