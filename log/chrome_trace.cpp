@@ -14,10 +14,10 @@ namespace fathom::logging {
 
 namespace {
 
-// A JSON string literal. Bytes past ASCII become '?': a name cut at kNameChars may end inside
-// a UTF-8 sequence, and the file must stay valid JSON.
-std::string quote(std::string_view s) {
-  std::string r = "\"";
+// Appends `s` as a JSON string literal. Bytes past ASCII become '?': a name cut at kNameChars
+// may end inside a UTF-8 sequence, and the file must stay valid JSON.
+void append_quoted(std::string& r, std::string_view s) {
+  r += '"';
   for (char ch : s) {
     unsigned char c = static_cast<unsigned char>(ch);
     if (c == '"' || c == '\\') {
@@ -31,7 +31,12 @@ std::string quote(std::string_view s) {
       r += c < 0x80 ? ch : '?';
     }
   }
-  return r + "\"";
+  r += '"';
+}
+std::string quote(std::string_view s) {
+  std::string r;
+  append_quoted(r, s);
+  return r;
 }
 
 void metadata(std::string& out, const char* what, int pid, int64_t tid, const std::string& key,
@@ -79,19 +84,34 @@ std::string chrome_trace_events(const trace::Snapshot& snap, int rank, int64_t o
     metadata(out, "thread_name", rank, tid, "name", quote(name));
     metadata(out, "thread_sort_index", rank, tid, "sort_index", std::to_string(tid));
   }
+  // Appended in place, not through temporaries: a full ring is 65536 spans.
+  out.reserve(out.size() + snap.spans.size() * 160);
+  const std::string pid = std::to_string(rank);
   for (const trace::Span& s : snap.spans) {
     int64_t tid = s.track[0] ? track_tid[s.track] : int64_t(s.thread);
-    int64_t begin = std::max(s.begin_us, origin_us) - origin_us;
-    int64_t dur = std::max<int64_t>(s.end_us - std::max(s.begin_us, origin_us), 0);
-    out += ",\n{\"name\":" + quote(s.name) + ",\"cat\":" + quote(s.category) +
-           ",\"ph\":\"X\",\"ts\":" + std::to_string(begin) + ",\"dur\":" + std::to_string(dur) +
-           ",\"pid\":" + std::to_string(rank) + ",\"tid\":" + std::to_string(tid) + ",\"args\":{";
+    int64_t begin = std::max(s.begin_us, origin_us);
+    out += ",\n{\"name\":";
+    append_quoted(out, s.name);
+    out += ",\"cat\":";
+    append_quoted(out, s.category);
+    out += ",\"ph\":\"X\",\"ts\":";
+    out += std::to_string(begin - origin_us);
+    out += ",\"dur\":";
+    out += std::to_string(std::max<int64_t>(s.end_us - begin, 0));
+    out += ",\"pid\":";
+    out += pid;
+    out += ",\"tid\":";
+    out += std::to_string(tid);
+    out += ",\"args\":{";
     bool first = true;
     for (const trace::StoredArg& a : s.args) {
       if (!a.key) continue;
-      if (!first) out += ",";
+      if (!first) out += ',';
       first = false;
-      out += quote(a.key) + ":" + (a.is_text ? quote(a.text) : std::to_string(a.num));
+      append_quoted(out, a.key);
+      out += ':';
+      if (a.is_text) append_quoted(out, a.text);
+      else out += std::to_string(a.num);
     }
     out += "}}";
   }

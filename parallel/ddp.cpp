@@ -314,7 +314,8 @@ void DistributedDataParallel::write_trace() {
   int64_t start = trace::now_us() - int64_t(now_us());  // the step's start on the trace clock
   for (const BucketTiming& t : stats_.buckets) {
     std::string track = "ddp bucket " + std::to_string(t.bucket);
-    std::initializer_list<trace::Arg> args = {{"step", stats_.step}, {"bucket", t.bucket}, {"numel", t.numel}};
+    // "step" counts from 1, as the training loops' step spans do (stats_.step is 0 in the first).
+    std::initializer_list<trace::Arg> args = {{"step", stats_.step + 1}, {"bucket", t.bucket}, {"numel", t.numel}};
     trace::record("ddp", "queued", start + int64_t(t.ready_us), start + int64_t(t.launch_us), args, track);
     trace::record("ddp", "reduce", start + int64_t(t.launch_us), start + int64_t(t.done_us), args, track);
   }
