@@ -13,6 +13,8 @@
 //   obs.finish(step);   // collective: summary, merged trace
 //
 // docs/observability.md describes the flags, the scalars' tags and the timeline's rows.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -120,9 +122,11 @@ class Observer {
                     " (non-finite); stopping as --stop-on-nonfinite asks");
       if (nonfinite_steps_++ == 0) {
         first_nonfinite_ = step;
-        std::printf("%s: warning: step %lld: %s (non-finite): training has diverged; lower --lr, or "
+        // Every rank that sees one says so (a rank's own loss can go first), tagged when several run.
+        std::string who = world_.size() > 1 ? "[rank " + std::to_string(world_.rank()) + "] " : "";
+        std::printf("%s%s: warning: step %lld: %s (non-finite): training has diverged; lower --lr, or "
                     "pass --stop-on-nonfinite to end the run at the first one\n",
-                    program_.c_str(), (long long)step, what.c_str());
+                    who.c_str(), program_.c_str(), (long long)step, what.c_str());
         std::fflush(stdout);
       }
     }
@@ -174,6 +178,7 @@ class Observer {
     interval_from_ = step;
     scalars.push_back({"perf/" + unit_ + "_per_s", per_s});
     scalars.push_back({"perf/mfu", mfu});
+    scalars.push_back({"memory/peak_rss_mb", peak_rss_mb()});
     if (ddp_steps_ > 0) {
       scalars.push_back({"comm/bytes_per_step", bytes_ / double(ddp_steps_)});
       scalars.push_back({"comm/compression_ratio", bytes_plain_ / std::max(bytes_, 1.0)});
@@ -197,7 +202,7 @@ class Observer {
       if (total_s > 0 && steps > 0)
         std::printf(", %.0f %s/s, mfu %.2f%%", steps * items_per_step_ / total_s, unit_.c_str(),
                     100 * steps * flops_per_step_ / total_s / (peak_flops_ * world_.size()));
-      std::printf("\n");
+      std::printf(", peak host memory %.0f MB\n", peak_rss_mb());
       for (auto& [tag, b] : best_) {
         std::printf("summary: %s final %.4f", tag.c_str(), b.final);
         if (b.seen) std::printf(", best %.4f (step %lld)\n", b.best, (long long)b.step);
@@ -230,6 +235,11 @@ class Observer {
     std::fflush(stdout);
   }
   static double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+  // The process's peak resident set (host memory; device memory is the allocator's to report).
+  static double peak_rss_mb() {
+    rusage u{};
+    return ::getrusage(RUSAGE_SELF, &u) == 0 ? double(u.ru_maxrss) / 1024.0 : 0.0;  // ru_maxrss: KiB
+  }
   static std::string num(double v) { return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
   // "0:07", "12:34", "1:02:03"
   static std::string clock_time(double s) {

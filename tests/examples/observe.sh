@@ -41,7 +41,7 @@ run "$tmp/fm.out" 0 "$mpiexec" -np 2 --oversubscribe --bind-to none "$fm" --epoc
 expect "$tmp/fm.out" "^fashion_mnist: loading Fashion-MNIST from .* [0-9]+\.[0-9]+ s$"
 expect "$tmp/fm.out" "^fashion_mnist: MFU is against [0-9.]+ GFLOP/s per rank, measured"
 expect "$tmp/fm.out" "^  epoch 1 step +6/[0-9]+  loss [0-9.]+  lr .* samples/s  mfu [0-9.]+%  elapsed [0-9]+:[0-9]{2}  eta [0-9]+:[0-9]{2}$"
-expect "$tmp/fm.out" "^summary: 6 steps in [0-9:]+ \([0-9.]+ steps/s\), [0-9]+ samples/s, mfu [0-9.]+%$"
+expect "$tmp/fm.out" "^summary: 6 steps in [0-9:]+ \([0-9.]+ steps/s\), [0-9]+ samples/s, mfu [0-9.]+%, peak host memory [0-9]+ MB$"
 expect "$tmp/fm.out" "^summary: epoch/test_acc final 0\.[0-9]+, best 0\.[0-9]+ \(step 6\)$"
 expect "$tmp/fm.out" "^summary: communication [0-9.]+ s busy .* [0-9.]+ s exposed"
 expect "$tmp/fm.out" "^profile: 2 rank\(s\) written to $tmp/fm.trace.json \([0-9]+ spans on rank 0\)"
