@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fashion_mnist --tensorboard DIR on 2 ranks writes an event file that TensorBoard's own reader
-# loads, with train/loss scalars equal to the printed losses (tests/log/tensorboard_check.py).
+# loads, with train/loss scalars equal to the printed losses (tests/log/tensorboard_check.py);
+# and a run killed with kill -9 mid-way leaves one that still loads, with every printed loss.
 # Skipped (exit 77) when PYTHON cannot import the tensorboard package.
 # Usage: tensorboard.sh FASHION_MNIST MPIEXEC PYTHON
 set -uo pipefail
@@ -20,4 +21,17 @@ trap 'rm -rf "$tmp"' EXIT
 rc=$?
 cat "$tmp/out"
 [ "$rc" -eq 0 ] || { echo "FAIL: fashion_mnist exited with $rc"; exit 1; }
-"$python" "$here/log/tensorboard_check.py" "$tmp/tb" "$tmp/out"
+"$python" "$here/log/tensorboard_check.py" "$tmp/tb" "$tmp/out" || exit 1
+
+echo "--- killed with kill -9 after its 5th loss line"
+"$fm" --epochs 1 --max-steps 400 --log-every 1 --tensorboard "$tmp/tbk" > "$tmp/outk" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [ "$(grep -c '^  epoch' "$tmp/outk")" -ge 5 ] && break
+  sleep 0.1
+done
+kill -9 "$pid"
+wait "$pid" 2> /dev/null
+grep '^  epoch' "$tmp/outk" | tail -n 2
+grep -q 'final_param_hash' "$tmp/outk" && { echo "FAIL: the run ended before the kill"; exit 1; }
+"$python" "$here/log/tensorboard_check.py" --killed "$tmp/tbk" "$tmp/outk"

@@ -2,8 +2,10 @@
 """Loads an event directory with TensorBoard's own reader and checks its train/loss scalars
 against the loss lines a Fathom example printed.
 
-  tensorboard_check.py EVENT_DIR RUN_OUTPUT
+  tensorboard_check.py [--killed] EVENT_DIR RUN_OUTPUT
 
+--killed: the run was killed (kill -9) mid-way; the event file may hold one loss more than the
+output printed (each is written before its line), and must hold every printed one.
 Exits 77 (CTest: Skipped) when the tensorboard package is not importable, 1 on a mismatch.
 """
 import os
@@ -35,10 +37,14 @@ def printed_losses(path):
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    killed = args[:1] == ["--killed"]
+    if killed:
+        args = args[1:]
+    if len(args) != 2:
         print(__doc__)
         return 2
-    event_dir, run_output = sys.argv[1], sys.argv[2]
+    event_dir, run_output = args
     files = [f for f in os.listdir(event_dir) if "tfevents" in f]
     if len(files) != 1:
         print(f"tensorboard_check: FAIL: want one event file in {event_dir}, found {files}")
@@ -55,6 +61,8 @@ def main():
     if not printed:
         print(f"tensorboard_check: FAIL: no loss lines in {run_output}")
         return 1
+    if killed and len(logged) in (len(printed), len(printed) + 1):
+        logged = logged[:len(printed)]
     if [s for s, _ in logged] != [s for s, _ in printed]:
         print(f"tensorboard_check: FAIL: steps differ: event file {[s for s, _ in logged]}, "
               f"printed {[s for s, _ in printed]}")
