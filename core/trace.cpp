@@ -35,7 +35,7 @@ std::atomic<uint32_t> g_next_thread{1};
 
 void copy_text(char* dst, size_t cap, std::string_view src) {
   size_t n = std::min(src.size(), cap);
-  std::memcpy(dst, src.data(), n);
+  if (n > 0) std::memcpy(dst, src.data(), n);  // an empty view's data() may be null
   dst[n] = '\0';
 }
 
