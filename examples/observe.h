@@ -74,18 +74,20 @@ class Observer {
       tb_ = std::make_unique<logging::EventWriter>(all ? dir + "/rank" + std::to_string(world.rank()) : dir);
   }
 
-  // Runs one set-up step, saying what it does and how long it took: "gpt: loading ... 0.21 s".
+  // Runs one set-up step, saying what it does before ("gpt: reading the corpus X ...") and how
+  // long it took after ("gpt: ... done in 0.21 s"). Whole lines: mpirun --tag-output (and
+  // fathomrun) tag each write, so a line finished later would arrive split.
   template <class Fn>
   auto setup(const std::string& what, Fn&& fn) -> decltype(fn()) {
     auto t0 = Clock::now();
-    say("%s: %s ...", program_.c_str(), what.c_str());
+    say("%s: %s ...\n", program_.c_str(), what.c_str());
     trace::Scope span("setup", what);
     if constexpr (std::is_void_v<decltype(fn())>) {
       fn();
-      say(" %.2f s\n", seconds(t0));
+      say("%s: ... done in %.2f s\n", program_.c_str(), seconds(t0));
     } else {
       auto r = fn();
-      say(" %.2f s\n", seconds(t0));
+      say("%s: ... done in %.2f s\n", program_.c_str(), seconds(t0));
       return r;
     }
   }

@@ -38,7 +38,8 @@ run() {
 echo "--- 1. fashion_mnist, 2 ranks, --profile and --tensorboard"
 run "$tmp/fm.out" 0 "$mpiexec" -np 2 --oversubscribe --bind-to none "$fm" --epochs 1 --max-steps 6 \
   --log-every 2 --schedule constant --profile "$tmp/fm.trace.json" --tensorboard "$tmp/tb"
-expect "$tmp/fm.out" "^fashion_mnist: loading Fashion-MNIST from .* [0-9]+\.[0-9]+ s$"
+expect "$tmp/fm.out" "^fashion_mnist: loading Fashion-MNIST from .* \.\.\.$"
+expect "$tmp/fm.out" "^fashion_mnist: \.\.\. done in [0-9]+\.[0-9]+ s$"
 expect "$tmp/fm.out" "^fashion_mnist: MFU is against [0-9.]+ GFLOP/s per rank, measured"
 expect "$tmp/fm.out" "^  epoch 1 step +6/[0-9]+  loss [0-9.]+  lr .* samples/s  mfu [0-9.]+%  elapsed [0-9]+:[0-9]{2}  eta [0-9]+:[0-9]{2}$"
 expect "$tmp/fm.out" "^summary: 6 steps in [0-9:]+ \([0-9.]+ steps/s\), [0-9]+ samples/s, mfu [0-9.]+%, peak host memory [0-9]+ MB$"
@@ -94,7 +95,8 @@ grep -q "^summary:" "$tmp/stop.out" && fail "--stop-on-nonfinite: a stopped run 
 
 echo "--- 3. gpt with --profile"
 run "$tmp/gpt.out" 0 "$gpt" --steps 4 --batch 2 --warmup 1 --log-every 2 --sample 0 --profile "$tmp/gpt.trace.json"
-expect "$tmp/gpt.out" "^gpt: reading the corpus .* [0-9]+\.[0-9]+ s$"
+expect "$tmp/gpt.out" "^gpt: reading the corpus .* \.\.\.$"
+expect "$tmp/gpt.out" "^gpt: \.\.\. done in [0-9]+\.[0-9]+ s$"
 expect "$tmp/gpt.out" "^step +4/4  loss [0-9.]+  lr .* tokens/s  mfu [0-9.]+%  elapsed [0-9:]+  eta 0:00$"
 expect "$tmp/gpt.out" "^summary: train/loss final [0-9.]+, best [0-9.]+ \(step [24]\)$"
 python3 - "$tmp/gpt.trace.json" <<'PY' || fail "the gpt trace does not hold 4 steps with forward and backward"
