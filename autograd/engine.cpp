@@ -10,6 +10,7 @@
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/reduce.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/trace.h"
 
 namespace fathom::autograd {
 
@@ -198,6 +199,9 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
   std::vector<Edge> edges;
   Grads root_grads;
   root_edges(roots, grads, "backward", edges, root_grads);
+  // The timeline's "backward" span covers the queued callbacks too (DDP's wait for its last
+  // buckets), as that is what the caller's backward() costs.
+  trace::Scope span("autograd", "backward");
   run(std::move(edges), std::move(root_grads), retain_graph, nullptr);
 }
 

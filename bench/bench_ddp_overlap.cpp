@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
       .add("bucket-mb", "25", "DDP bucket cap in MB (the first bucket is 1 MB)")
       .add("only", "", "run just this variant (compute, ddp or serial), e.g. under perf")
       .add("device", "cpu", "cpu, or cuda for this rank's GPU (DDP over NCCL), or cuda:N")
-      .add("trace", "", "write DDP's per-bucket trace to PREFIX.<variant>.rank<R>.jsonl");
+      .add("profile", "", "write each variant's timeline (Chrome trace) to PREFIX.<variant>.rank<R>.json");
   flags.parse(argc, argv);
   int64_t layers = flags.i64("layers"), width = flags.i64("width"), batch = flags.i64("batch");
   int64_t steps = flags.i64("steps");
@@ -69,11 +69,11 @@ int main(int argc, char** argv) {
       std::unique_ptr<parallel::DistributedDataParallel> ddp;
       if (mode > 0) {
         auto o = parallel::DDPOptions().bucket_cap_mb(flags.f64("bucket-mb")).overlap(mode == 1);
-        if (!flags.str("trace").empty())
-          o.trace_path(flags.str("trace") + "." + name);  // DDP adds .rank<R>.jsonl
         ddp = std::make_unique<parallel::DistributedDataParallel>(model, pg, o);
         ddp->attach(opt);
       }
+      const std::string& profile = flags.str("profile");
+      if (!profile.empty()) trace::start();
       std::vector<double> times;
       double comm_ms = 0;
       for (int64_t s = 0; s < steps + 3; ++s) {
@@ -91,6 +91,12 @@ int main(int argc, char** argv) {
         if (s < 3) continue;
         times.push_back(ms);
         if (ddp) comm_ms += (ddp->last_step().sync_end_us - ddp->last_step().backward_end_us) / 1e3;
+      }
+      if (!profile.empty()) {
+        trace::stop();
+        trace::Snapshot snap = trace::snapshot();
+        logging::write_text_file(profile + "." + name + ".rank" + std::to_string(info.rank) + ".json",
+                             logging::chrome_trace_document({logging::chrome_trace_events(snap, info.rank, logging::earliest_begin(snap))}));
       }
       // The slowest rank sets the pace: report the max over ranks of each rank's median.
       Tensor t = from_vector(std::vector<double>{median(times), comm_ms / double(steps)}, {2});

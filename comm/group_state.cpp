@@ -7,6 +7,7 @@
 
 #include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
+#include "fathom/core/trace.h"
 
 namespace fathom::comm::internal {
 
@@ -196,6 +197,13 @@ void GroupState::finished(uint64_t id, bool ok) {
     if (it == pending_.end()) return;
     r = std::move(it->second);
     pending_.erase(it);
+  }
+  if (trace::enabled()) {
+    // The timeline (core/trace.h): one row per group, as its calls run one after another.
+    int64_t end = now_us();
+    trace::record("comm", op_name(r.kind), r.started ? r.start_us : end, end,
+                  {{"group", std::string_view(name)}, {"seq", r.seq}, {"bytes", uint64_t(r.bytes)},
+                   {"ok", int(ok)}}, "comm " + name);
   }
   if (!tracing()) return;
   // One JSON object per line: easy to merge across ranks and to load with pandas or jq.

@@ -24,6 +24,7 @@
 #include "fathom/checkpoint/train_state.h"
 #include "fathom/comm/stop_signal.h"
 #include "fathom/core/ops/factory.h"
+#include "fathom/core/trace.h"
 
 namespace fathom::examples {
 
@@ -134,6 +135,7 @@ class Checkpointing {
  private:
   void save(int64_t step) {
     if (step == saved_step_) return;
+    trace::Scope span("checkpoint", "save", "step", step);  // the blocking part; writing is async
     ckpt_->save(step, checkpoint::collect(ts_));
     saved_step_ = step;
     unreported_ = step;

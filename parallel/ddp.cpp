@@ -10,6 +10,7 @@
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/trace.h"
 
 namespace fathom::parallel {
 
@@ -100,17 +101,11 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
   for (int i = 0; i < int(params_.size()); ++i)
     params_[i].hook = autograd::register_post_accumulate_hook(
         params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
-  if (!o_.trace_path().empty()) {
-    std::string path = o_.trace_path() + ".rank" + std::to_string(group_->rank()) + ".jsonl";
-    trace_ = std::fopen(path.c_str(), "w");
-    FATHOM_CHECK(trace_, "DistributedDataParallel: cannot write the trace to '", path, "'");
-  }
 }
 
 DistributedDataParallel::~DistributedDataParallel() {
   for (Param& p : params_)
     if (p.hook >= 0) autograd::remove_hook(p.tensor, p.hook);
-  if (trace_) std::fclose(trace_);
 }
 
 void DistributedDataParallel::build_buckets(const std::vector<int>& order) {
@@ -334,14 +329,17 @@ void DistributedDataParallel::finish_backward() {
 }
 
 void DistributedDataParallel::write_trace() {
-  if (!trace_) return;
-  for (const BucketTiming& t : stats_.buckets)
-    std::fprintf(trace_,
-                 "{\"step\":%lld,\"bucket\":%d,\"numel\":%lld,\"ready_us\":%.1f,\"launch_us\":%.1f,"
-                 "\"done_us\":%.1f,\"backward_end_us\":%.1f,\"sync_end_us\":%.1f}\n",
-                 (long long)stats_.step, t.bucket, (long long)t.numel, t.ready_us, t.launch_us,
-                 t.done_us, stats_.backward_end_us, stats_.sync_end_us);
-  std::fflush(trace_);
+  if (!trace::enabled()) return;
+  // Each bucket on a row of its own (they overlap backward and each other): queued from ready
+  // to launch (waiting for the bucket before it), then reducing from launch to completion.
+  int64_t start = trace::now_us() - int64_t(now_us());  // the step's start on the trace clock
+  for (const BucketTiming& t : stats_.buckets) {
+    std::string track = "ddp bucket " + std::to_string(t.bucket);
+    // "step" counts from 1, as the training loops' step spans do (stats_.step is 0 in the first).
+    std::initializer_list<trace::Arg> args = {{"step", stats_.step + 1}, {"bucket", t.bucket}, {"numel", t.numel}};
+    trace::record("ddp", "queued", start + int64_t(t.ready_us), start + int64_t(t.launch_us), args, track);
+    trace::record("ddp", "reduce", start + int64_t(t.launch_us), start + int64_t(t.done_us), args, track);
+  }
 }
 
 uint64_t DistributedDataParallel::reduced_bytes() const {

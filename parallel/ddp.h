@@ -41,8 +41,6 @@ struct DDPOptions {
   FATHOM_ARG(bool, find_unused_parameters) = false;
   FATHOM_ARG(DType, grad_dtype) = DType::f32;
   FATHOM_ARG(std::shared_ptr<comm::Compressor>, compressor);  // null: plain average
-  // When set, one JSON line per bucket per synchronized step: ready, launch, completion.
-  FATHOM_ARG(std::string, trace_path);
   // false launches every bucket only after backward has finished: the un-overlapped baseline
   // that bench_ddp_overlap compares against (same buckets, same collectives, no hiding).
   FATHOM_ARG(bool, overlap) = true;
@@ -174,7 +172,7 @@ class DistributedDataParallel {
   void poll_completions();
   Tensor slot(const Param& p) const;
   double now_us() const;
-  void write_trace();
+  void write_trace();  // each bucket's spans into the timeline (core/trace.h) when it records
 
   std::shared_ptr<nn::Module> module_;
   std::shared_ptr<comm::ProcessGroup> group_;
@@ -193,7 +191,6 @@ class DistributedDataParallel {
   optim::Optimizer* optimizer_ = nullptr;
   std::chrono::steady_clock::time_point step_start_;
   DDPStepStats stats_;
-  FILE* trace_ = nullptr;
 };
 
 }  // namespace fathom::parallel

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sanitizer run (`scripts/test.sh --sanitize`, and the second half of .ci/run): builds the
-# CPU library and the core, autograd, data, nn, optim, comm, parallel and checkpoint tests with
+# CPU library and the core, autograd, data, log, nn, optim, comm, parallel and checkpoint tests with
 # AddressSanitizer and UndefinedBehaviorSanitizer in build-sanitize/ (no examples, benchmarks,
 # launcher or install test), then runs them through CTest. Any finding fails its test: UBSan
 # is built non-recovering and ASan halts on the first error. Extra arguments go to ctest
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FATHOM_BUILD_DIR=${FATHOM_SANITIZE_BUILD_DIR:-build-sanitize}
 bash scripts/deps.sh
-layers=${FATHOM_SANITIZE_LAYERS:-core;autograd;data;nn;optim;comm;parallel;checkpoint;reference}
+layers=${FATHOM_SANITIZE_LAYERS:-core;autograd;data;log;nn;optim;comm;parallel;checkpoint;reference}
 # -O1 -g1: ASan's recommended optimization level, with line tables for the reports' frames.
 FATHOM_CUDA=OFF bash scripts/build.sh \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \

@@ -6,12 +6,14 @@
 //   mpirun -np 2 ./build/examples/fashion_mnist --compress 24
 //   mpirun -np 2 ./build/examples/fashion_mnist --zero 2     (AdamW's state sharded: docs/zero.md)
 //   fathomrun -n 2 --max-restarts 3 -- ./build/examples/fashion_mnist --checkpoint-dir ck --save-every 200
+//   mpirun -np 2 ./build/examples/fashion_mnist --tensorboard runs/mlp --profile mlp.trace.json
 #include <chrono>
 #include <cstdio>
 
 #include <fathom.h>
 
 #include "examples/checkpointing.h"
+#include "examples/observe.h"
 #include "fathom/comm/flags.h"
 
 using namespace fathom;
@@ -24,6 +26,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // Accuracy on the test split, in chunks (eval mode, no graph).
 double evaluate(nn::Module& model, const data::TensorDataset& test, Device dev, DType dt) {
+  trace::Scope span("train", "evaluate");
   NoGradGuard no_grad;
   model.eval();
   int64_t correct = 0, n = test.size();
@@ -57,10 +60,10 @@ int main(int argc, char** argv) {
       .add("max-steps", "0", "stop after this many steps in all (0: train every epoch to the end)")
       .add("log-every", "100", "print the training loss every N steps (0: only per epoch)")
       .add("all-ranks", "false", "print from every rank, not only rank 0")
-      .add("trace", "", "write DDP's per-bucket overlap trace to PREFIX.rankR.jsonl")
       .add("load", "", "start from the weights in this .safetensors file (--epochs 0: only evaluate)")
       .add_switch("memory", "print the memory ledger (current and peak bytes by category) at the end");
   examples::Checkpointing::add_flags(flags);
+  examples::Observer::add_flags(flags);
   try {
     // Before the flags: a rank that rejects one tells the others (Flags::fail).
     const comm::InitInfo& info = comm::init();
@@ -79,10 +82,14 @@ int main(int argc, char** argv) {
     if (batch % world != 0) flags.fail("--batch " + std::to_string(batch) + " must divide by the " +
                                        std::to_string(world) + " ranks");
     // After each rank's own checks, so a rank that rejects a value names it (above).
-    flags.check_same_on_all_ranks(*info.world, {"device", "data", "all-ranks", "trace"});
+    flags.check_same_on_all_ranks(*info.world, {"device", "data", "all-ranks", "memory"});
 
-    auto train_set = std::make_shared<data::FashionMNIST>(flags.str("data"), true);
-    data::FashionMNIST test_set(flags.str("data"), false);
+    examples::Observer obs(flags, *info.world, talk, "fashion_mnist");
+    std::shared_ptr<data::FashionMNIST> train_set, test_set;
+    obs.setup("loading Fashion-MNIST from " + flags.str("data"), [&] {
+      train_set = std::make_shared<data::FashionMNIST>(flags.str("data"), true);
+      test_set = std::make_shared<data::FashionMNIST>(flags.str("data"), false);
+    });
     Generator init_gen(uint64_t(flags.i64("seed")));
     auto model = std::make_shared<nn::Sequential>(nn::Linear(784, 512, &init_gen), nn::ReLU(),
                                                   nn::Linear(512, 512, &init_gen), nn::ReLU(),
@@ -91,13 +98,12 @@ int main(int argc, char** argv) {
     model->to(dt);
     if (!flags.str("load").empty()) model->load_state_dict(checkpoint::load_safetensors(flags.str("load")));
     if (epochs == 0) {
-      if (talk) std::printf("test_acc=%.4f\n", evaluate(*model, test_set, dev, dt));
+      if (talk) std::printf("test_acc=%.4f\n", evaluate(*model, *test_set, dev, dt));
       return 0;
     }
 
     auto dopt = parallel::DDPOptions()
-                    .compressor(comm::make_compressor(flags.str("compress")))
-                    .trace_path(flags.str("trace"));
+                    .compressor(comm::make_compressor(flags.str("compress")));
     parallel::DistributedDataParallel ddp(model, info.world, dopt);
     auto adamw = optim::AdamWOptions(lr).weight_decay(wd);
     std::unique_ptr<optim::Optimizer> optimizer;
@@ -140,30 +146,48 @@ int main(int argc, char** argv) {
     examples::Checkpointing ckpt(flags, *info.world, ts, talk);
 
     int64_t step = ckpt.resume();
+    obs.begin(step, total, examples::matmul_train_flops_per_item(*model) * double(batch), double(batch),
+              "samples", dev, dt);
     auto t0 = std::chrono::steady_clock::now();
     int64_t timed_from = step;  // samples/s counts the steps this process ran
     while (step < total) {
       int64_t ep = step / steps_per_epoch + 1, b = step % steps_per_epoch;
       // The last epoch is cut short when --max-steps ends the run inside it.
       int64_t steps = std::min(steps_per_epoch, total - (ep - 1) * steps_per_epoch);
-      auto [images, labels] = loader.next();
-      Tensor x = images.to(dev).to(dt);
-      Tensor y = labels.to(dev);
+      trace::Scope step_span("train", "step", "step", step + 1);
+      Tensor x, y, loss;
+      {
+        trace::Scope span("train", "data");
+        auto [images, labels] = loader.next();
+        x = images.to(dev).to(dt);
+        y = labels.to(dev);
+      }
       opt.zero_grad();
-      Tensor loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
-      scaler.scale(loss).backward();
-      scaler.step(opt);
+      {
+        trace::Scope span("train", "forward");
+        loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
+      }
+      scaler.scale(loss).backward();  // the "backward" span is autograd's own
+      {
+        trace::Scope span("train", "optimizer");
+        scaler.step(opt);
+      }
       double l = loss.item<double>();
       loss_sum += l;
       window_loss += l;
       bytes += double(ddp.last_step().bytes_sent);
       bytes_plain += double(ddp.last_step().bytes_uncompressed);
       ++step;
-      if (log_every > 0 && (b + 1) % log_every == 0 && talk) {
-        std::printf("  epoch %lld step %5lld/%lld  loss %.4f  lr %.2e  %.0f samples/s\n", (long long)ep,
-                    (long long)(b + 1), (long long)steps_per_epoch, window_loss / double(log_every),
-                    sched->last_lr()[0], double((step - timed_from) * batch) / seconds_since(t0));
-        std::fflush(stdout);
+      obs.step(step, l, scaler.last_grad_norm(), scaler.is_enabled(), world > 1 ? &ddp.last_step() : nullptr);
+      if (log_every > 0 && (b + 1) % log_every == 0) {
+        double wl = window_loss / double(log_every), lr_now = sched->last_lr()[0];
+        std::string tail = obs.interval(step, wl, lr_now, scaler);
+        if (talk) {
+          std::printf("  epoch %lld step %5lld/%lld  loss %.4f  lr %.2e  %.0f samples/s%s\n", (long long)ep,
+                      (long long)(b + 1), (long long)steps_per_epoch, wl, lr_now,
+                      double((step - timed_from) * batch) / seconds_since(t0), tail.c_str());
+          std::fflush(stdout);
+        }
       }
       if (log_every > 0 && (b + 1) % log_every == 0) window_loss = 0;
       sched->step();
@@ -172,7 +196,9 @@ int main(int argc, char** argv) {
         // The epoch's loss averaged over every rank's shard.
         Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps)}, {1});
         info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
-        double acc = evaluate(*model, test_set, dev, dt);
+        double acc = evaluate(*model, *test_set, dev, dt);
+        obs.metric("epoch/loss", mean_loss.item<double>(), step, false);
+        obs.metric("epoch/test_acc", acc, step, true);
         if (talk) {
           std::printf("epoch=%lld loss=%.4f samples_per_s=%.0f test_acc=%.4f", (long long)ep,
                       mean_loss.item<double>(), double((step - timed_from) * batch) / dt_s, acc);
@@ -187,9 +213,13 @@ int main(int argc, char** argv) {
         t0 = std::chrono::steady_clock::now();
         timed_from = step;
       }
-      if (ckpt.after_step(step, step == total)) return 0;
+      if (ckpt.after_step(step, step == total)) {
+        obs.finish();
+        return 0;
+      }
     }
     ckpt.finish(*model, {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
+    obs.finish();
     if (flags.boolean("memory") && talk) std::printf("%s", memory::report(dev.type).c_str());
   } catch (const std::exception& e) {
     // fathom::Error and anything else (std::bad_alloc, a std::ios_base::failure): prints

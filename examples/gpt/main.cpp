@@ -2,11 +2,13 @@
 // from Debian's `fortunes` package. Prints the loss, tokens/s and a generated sample.
 //
 //   ./build/examples/gpt --steps 2000 --config small
+//   ./build/examples/gpt --steps 200 --tensorboard runs/gpt --profile gpt.trace.json
 #include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "examples/checkpointing.h"
+#include "examples/observe.h"
 #include "fathom/comm/flags.h"
 #include <fathom.h>
 #include "fathom/data/text.h"
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
       .add("recompute", "none", "activation recomputation: none, selective (attention's core) or full (each block)")
       .add_switch("memory", "print the memory ledger (current and peak bytes by category) after training");
   examples::Checkpointing::add_flags(flags);
+  examples::Observer::add_flags(flags);
   flags.parse(argc, argv);
   Preset p = preset(flags.str("config"), flags);
   int64_t steps = flags.positive_i64("steps");
@@ -78,13 +81,18 @@ int main(int argc, char** argv) {
     // One process; the world group is what the checkpointer coordinates over.
     const comm::InitInfo& info = comm::init();
     flags.check_same_on_all_ranks(*info.world, {"device", "data"});
-    data::TextDataset text(flags.str("data"));
+    examples::Observer obs(flags, *info.world, true, "gpt");
+    auto text = obs.setup("reading the corpus " + flags.str("data"),
+                          [&] { return std::make_unique<data::TextDataset>(flags.str("data")); });
     uint64_t seed = uint64_t(flags.i64("seed"));
     Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);
     nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, dropout, recompute};
-    auto model = std::make_shared<nn::GPT>(cfg, &init_gen);
-    model->to(dev);
-    model->to(dt);
+    auto model = obs.setup("building the model", [&] {
+      auto m = std::make_shared<nn::GPT>(cfg, &init_gen);
+      m->to(dev);
+      m->to(dt);
+      return m;
+    });
     // As GPT-2/nanoGPT: matrices (and embeddings) decay; biases and LayerNorm weights (dim < 2) do not.
     optim::NamedParams decay, no_decay;
     for (auto& [name, t] : model->named_parameters()) (t.dim() >= 2 ? decay : no_decay).push_back({name, t});
@@ -95,8 +103,8 @@ int main(int argc, char** argv) {
     std::printf("gpt: %s, %lld parameters, B=%lld T=%lld, %s on %s, corpus '%s' (%lld bytes, "
                 "unigram entropy %.3f nats)\n", flags.str("config").c_str(),
                 (long long)model->num_parameters(), (long long)B, (long long)T, dtype_name(dt),
-                dev.str().c_str(), flags.str("data").c_str(), (long long)text.size(),
-                text.unigram_entropy());
+                dev.str().c_str(), flags.str("data").c_str(), (long long)text->size(),
+                text->unigram_entropy());
 
     // The loss window is part of the state, so a resumed run prints the uninterrupted run's lines.
     double window = 0;
@@ -111,29 +119,58 @@ int main(int argc, char** argv) {
 
     auto t0 = std::chrono::steady_clock::now();
     int64_t step = ckpt.resume(), timed_from = step;
+    // Matrix products (the output layer is the tied token embedding; the position embedding is
+    // a lookup), plus attention's two T x T products per layer: 12 * L * T * C per token
+    // (forward and backward), as nanoGPT's estimate_mfu counts.
+    double tokens = double(B * T);
+    double flops = examples::matmul_train_flops_per_item(*model, {"wpe.weight"}) * tokens +
+                   12.0 * double(p.n_layer * T * p.n_embd) * tokens;
+    obs.begin(step, steps, flops, tokens, "tokens", dev, dt);
     while (step < steps) {
-      auto [x, y] = text.batch(B, T, batch_gen);
+      trace::Scope step_span("train", "step", "step", step + 1);
+      Tensor x, y, loss;
+      {
+        trace::Scope span("train", "data");
+        auto [bx, by] = text->batch(B, T, batch_gen);
+        x = bx.to(dev);
+        y = by.to(dev);
+      }
       opt.zero_grad();
-      Tensor loss = model->forward(x.to(dev), y.to(dev));
-      scaler.scale(loss).backward();
-      scaler.step(opt, clip);
-      window += loss.item<double>();
+      {
+        trace::Scope span("train", "forward");
+        loss = model->forward(x, y);
+      }
+      scaler.scale(loss).backward();  // the "backward" span is autograd's own
+      {
+        trace::Scope span("train", "optimizer");
+        scaler.step(opt, clip);
+      }
+      double l = loss.item<double>();
+      window += l;
       ++step;
+      obs.step(step, l, scaler.last_grad_norm(), scaler.is_enabled());
       if (step % log_every == 0 || step == steps) {
         int64_t n = step % log_every ? step % log_every : log_every;
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("step %5lld/%lld  loss %.4f  lr %.2e  norm %.3f  %.0f tokens/s\n",
-                    (long long)step, (long long)steps, window / double(n), sched.last_lr()[0],
-                    scaler.last_grad_norm(), double(std::min(n, step - timed_from) * B * T) / s);
+        double wl = window / double(n), lr_now = sched.last_lr()[0];
+        std::printf("step %5lld/%lld  loss %.4f  lr %.2e  norm %.3f  %.0f tokens/s%s\n",
+                    (long long)step, (long long)steps, wl, lr_now, scaler.last_grad_norm(),
+                    double(std::min(n, step - timed_from) * B * T) / s,
+                    obs.interval(step, wl, lr_now, scaler).c_str());
+        obs.metric("train/loss", wl, step, false, /*write=*/false);
         std::fflush(stdout);
         window = 0;
         t0 = std::chrono::steady_clock::now();
         timed_from = step;
       }
       sched.step();
-      if (ckpt.after_step(step, step == steps)) return 0;
+      if (ckpt.after_step(step, step == steps)) {
+        obs.finish();
+        return 0;
+      }
     }
     ckpt.finish(*model, {{"model", "gpt " + flags.str("config")}, {"dtype", dtype_name(dt)}});
+    obs.finish();
     if (flags.boolean("memory")) std::printf("%s", memory::report(dev.type).c_str());
     if (sample > 0) {
       std::string prompt = "\n";

@@ -10,8 +10,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi() { local np=$1; shift; "$mpiexec" -np "$np" --oversubscribe --bind-to none "$@"; }
-# The lines that must match: losses, lr, accuracy, bytes, the hash; not the speeds.
-numbers() { grep -E 'loss|final_param_hash' "$1" | sed -E 's/ +[0-9]+ (samples|tokens)\/s//; s/samples_per_s=[0-9]+ //'; }
+# The lines that must match: losses, lr, accuracy, bytes, the hash; not the timings (speeds,
+# MFU, elapsed, ETA) or the summary (of the steps this process ran).
+numbers() { grep -E 'loss|final_param_hash' "$1" | grep -v '^summary:' |
+  sed -E 's/ +[0-9]+ (samples|tokens)\/s.*$//; s/samples_per_s=[0-9]+ //'; }
 fail() { echo "FAIL: $*"; exit 1; }
 
 check_pair() {  # <name> <full log> <resumed log> <lines after the resume point>
