@@ -186,7 +186,7 @@ void report_failure(const std::string& tmp_dir, int rank, const std::string& mes
 
 namespace {
 
-// rank_<r>.bin: the items in order with zero padding between them, each hashed on the way.
+// rank_<r>.bin: the items in order with zero padding between them, each hashed as it is written.
 std::vector<pb::TensorEntry> write_rank_file(const SaveJob& job) {
   const std::string path = job.tmp_dir + "/" + rank_file_name(job.rank);
   const std::string where = "checkpoint: writing '" + path + "'";
@@ -197,17 +197,28 @@ std::vector<pb::TensorEntry> write_rank_file(const SaveJob& job) {
   bool killed_half = false;
   for (const SaveItem& it : job.items) {
     write_all(fd.get(), zeros, size_t(it.offset - pos), where);
-    Xxh3 h;
     const char* p = static_cast<const char*>(it.data);
+    // Large tensors are hashed on a second thread while this one writes them (the write is the
+    // kernel's copy into the page cache, the hash a read of the same bytes: two cores, one pass).
+    uint64_t digest = 0;
+    std::thread hasher;
+    if (it.nbytes >= kDeferMinBytes) hasher = std::thread([&] { digest = xxh3(p, size_t(it.nbytes)); });
+    else digest = xxh3(p, size_t(it.nbytes));
+    struct Join {
+      std::thread& t;
+      ~Join() {
+        if (t.joinable()) t.join();  // write_all threw: the hasher still reads p
+      }
+    } join{hasher};
     for (uint64_t at = 0; at < it.nbytes; at += kChunk) {
       size_t n = size_t(std::min<uint64_t>(kChunk, it.nbytes - at));
-      h.update(p + at, n);
       write_all(fd.get(), p + at, n, where);
       if (!killed_half && it.offset + at + n >= job.file_size / 2) {
         killed_half = true;
         maybe_kill(job.kill, KillPoint::data);
       }
     }
+    if (hasher.joinable()) hasher.join();
     pos = it.offset + it.nbytes;
     pb::TensorEntry e;
     e.set_name(it.name);
@@ -218,7 +229,7 @@ std::vector<pb::TensorEntry> write_rank_file(const SaveJob& job) {
     e.set_file(rank_file_name(job.rank));
     e.set_offset(it.offset);
     e.set_length(it.nbytes);
-    e.set_xxh3(h.digest());
+    e.set_xxh3(digest);
     entries.push_back(std::move(e));
   }
   maybe_kill(job.kill, KillPoint::data);  // a rank with nothing to write dies here
