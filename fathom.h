@@ -13,6 +13,7 @@
 #include "fathom/core/ops/shape.h"
 #include "fathom/core/random.h"
 #include "fathom/core/tensor.h"
+#include "fathom/core/threads.h"
 #include "fathom/autograd/autograd.h"
 #include "fathom/data/idx.h"
 #include "fathom/data/loader.h"

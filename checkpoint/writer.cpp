@@ -14,6 +14,7 @@
 
 #include "fathom/checkpoint/file_io.h"
 #include "fathom/checkpoint/io.h"
+#include "fathom/core/cpu/loops.h"
 #include "fathom/core/ops/shape.h"
 
 namespace fathom::checkpoint::internal {
@@ -42,15 +43,16 @@ Tensor arena_view(const std::shared_ptr<Storage>& arena, uint64_t offset, const 
   return Tensor(impl);
 }
 
-// memcpy on all OpenMP threads: the snapshot is what the training loop waits for.
+// memcpy on the CPU pool's threads: the snapshot is what the training loop waits for.
 void parallel_copy(void* dst, const void* src, size_t n) {
   const int64_t chunks = int64_t((n + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    size_t at = size_t(c) * kChunk;
-    std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(src) + at,
-                std::min(kChunk, n - at));
-  }
+  cpu::parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      size_t at = size_t(c) * kChunk;
+      std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(src) + at,
+                  std::min(kChunk, n - at));
+    }
+  });
 }
 
 pb::FileEntry file_entry(int rank, uint64_t size) {
