@@ -97,6 +97,8 @@ bool spin_until(Ready ready, Clock::duration spin) {
 thread_local bool t_serial = false;  // inside a region, on a pool worker, or a SingleThreadGuard
 
 struct Job {
+  Job(ChunkFn f, void* c, int64_t n_, int64_t chunk_, int64_t chunks_)
+      : fn(f), ctx(c), n(n_), chunk(chunk_), chunks(chunks_) {}
   ChunkFn fn;
   void* ctx;
   int64_t n, chunk, chunks;
@@ -133,6 +135,8 @@ struct alignas(64) Worker {
 // interleaving one of them sees the other's write, so no wake-up is lost and no worker reads a
 // Job whose region has returned.
 struct Pool {
+  // The parent's pool in a forked child: kept reachable, for leak checkers, never used.
+  Pool* abandoned = nullptr;
   std::mutex busy;  // held by the caller running a region: one region at a time
   std::atomic<Job*> job{nullptr};
   std::atomic<uint32_t> active{0};  // workers between joining and leaving the current job
@@ -192,7 +196,11 @@ Pool& pool() {
     g_pool = new Pool();
     // A forked child has none of the parent's threads: it starts with an empty pool (the
     // parent's, possibly locked mid-region at the fork, is abandoned in the child).
-    pthread_atfork(nullptr, nullptr, [] { g_pool = new Pool(); });
+    pthread_atfork(nullptr, nullptr, [] {
+      Pool* fresh = new Pool();
+      fresh->abandoned = g_pool;
+      g_pool = fresh;
+    });
     return g_pool;
   }();
   (void)p;
