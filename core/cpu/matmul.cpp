@@ -2,7 +2,7 @@
 // runs in parallel. Half types are widened to f32 around sgemm.
 //
 // OpenBLAS's own threads are OpenMP's (Debian's libopenblas-openmp): they would spin and barrier
-// against a busy machine exactly as threads.h describes. One sgemm per tile instead, tiles
+// against a busy machine exactly as threads.h describes, and two threads' calls would contend. One sgemm per tile instead, tiles
 // claimed by whichever thread runs. The tiling depends on the shape alone, so a product is
 // bitwise the same on any number of threads.
 #include <cblas.h>
@@ -48,21 +48,31 @@ Split split(int64_t d) {
   return {std::max<int64_t>(piece, 1), piece > 0 ? (d + piece - 1) / piece : 1};
 }
 
-// OpenBLAS goes single-threaded once, process-wide. openblas_set_num_threads also sets the
-// calling thread's OpenMP thread count; that is put back for OpenMP code elsewhere.
-void openblas_single_threaded() {
-  static const bool done = [] {
-    int omp_before = omp_get_max_threads();
-    openblas_set_num_threads(1);
-    omp_set_num_threads(omp_before);
-    return true;
-  }();
-  (void)done;
-}
+// OpenBLAS single-threaded. Its OpenMP build (Debian's libopenblas-openmp) decides on every
+// call from the calling thread's OpenMP thread count (omp_get_max_threads(), a per-thread
+// setting), so that is 1 while a thread runs tiles and is put back after; a pthread build reads
+// its own global count, set to 1 once. Without this, two threads' tiles each start an OpenBLAS
+// team, and the second spins on the first's buffers (measured: 5x the CPU time of a step).
+class OpenBlasOnThisThread {
+ public:
+  OpenBlasOnThisThread() : before_(omp_get_max_threads()) {
+    static const bool global = [] {
+      openblas_set_num_threads(1);
+      return true;
+    }();
+    (void)global;
+    if (omp_get_max_threads() != 1) omp_set_num_threads(1);
+  }
+  ~OpenBlasOnThisThread() {
+    if (before_ != 1) omp_set_num_threads(before_);
+  }
+
+ private:
+  int before_;
+};
 
 template <class T, class Gemm>
 void batched(const Tensor& a, const Tensor& b, const Tensor& out, Gemm gemm) {
-  openblas_single_threaded();
   int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
   GemmOperand ga = gemm_operand(M, K, a.stride(1), a.stride(2));
   GemmOperand gb = gemm_operand(K, N, b.stride(1), b.stride(2));
@@ -73,6 +83,7 @@ void batched(const Tensor& a, const Tensor& b, const Tensor& out, Gemm gemm) {
   int64_t tiles = sm.count * sn.count;
   int64_t tile_work = std::max<int64_t>(1, sm.piece * sn.piece * std::max<int64_t>(K, 1));
   parallel_for(B * tiles, std::max<int64_t>(1, kGemmGrain / tile_work), [&](int64_t u0, int64_t u1) {
+    OpenBlasOnThisThread one_thread;
     for (int64_t u = u0; u < u1; ++u) {
       int64_t i = u / tiles, t = u % tiles;
       int64_t m0 = (t / sn.count) * sm.piece, n0 = (t % sn.count) * sn.piece;
