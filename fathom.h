@@ -15,6 +15,7 @@
 #include "fathom/core/random.h"
 #include "fathom/core/snapshot.h"
 #include "fathom/core/tensor.h"
+#include "fathom/core/threads.h"
 #include "fathom/core/trace.h"
 #include "fathom/autograd/autograd.h"
 #include "fathom/data/idx.h"

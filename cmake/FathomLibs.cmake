@@ -20,9 +20,9 @@ macro(_fathom_lib target lib_var inc_var)
 endmacro()
 
 # OpenBLAS itself, never the generic libblas.so.3 (often the reference BLAS, ten times slower),
-# and preferably Debian's OpenMP build: the pthread build brings a second thread pool that
-# spins against our OpenMP threads (measured: 60% of a training step spent spin-waiting on 2
-# cores). Both builds share the soname libopenblas.so.0; the directory goes into the RUNPATH
+# and preferably Debian's OpenMP build: Fathom runs OpenBLAS single-threaded on its own pool
+# (core/cpu/matmul.cpp, docs/threads.md), and the OpenMP build starts no threads of its own,
+# where the pthread build starts a pool at load that would sit beside ours. Both builds share the soname libopenblas.so.0; the directory goes into the RUNPATH
 # (CMake adds it for every program linking Fathom::openblas) to load this one.
 find_library(FATHOM_OPENBLAS_LIB NAMES openblas NO_DEFAULT_PATH
   PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp /usr/lib/x86_64-linux-gnu/openblas-openmp)

@@ -1,6 +1,6 @@
 #include "fathom/data/loader.h"
 
-#include <omp.h>
+#include "fathom/core/threads.h"
 
 namespace fathom::data {
 
@@ -41,10 +41,9 @@ void DataLoader::stop_worker() {
 }
 
 void DataLoader::work(LoaderPosition p) {
-  // Loading is a few memory-bound gathers: an OpenMP team of its own here would compete with
-  // the training thread's team for the same cores (and spin), for no gain. nthreads-var is
-  // per-thread, so this leaves the training thread's setting alone.
-  omp_set_num_threads(1);
+  // Loading is a few memory-bound gathers: sharing the CPU pool here would take cores from the
+  // training thread's ops for no gain. The guard is this thread's alone.
+  SingleThreadGuard single_thread;
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);

@@ -57,7 +57,7 @@ void index_add(const Tensor& x, const Tensor& index, const Tensor& src) {
     int64_t bw = std::min<int64_t>(std::max<int64_t>(B, 1), kColBlock);
     int64_t col_blocks = (B + bw - 1) / bw;
     // Split the target rows too when A and B alone give too few items to keep threads busy.
-    int64_t want = A * n * B >= kParallelGrain ? 4 * int64_t(omp_get_max_threads()) : 1;
+    int64_t want = A * n * B >= kParallelGrain ? 4 * int64_t(threads_here()) : 1;
     int64_t v_blocks = std::clamp<int64_t>(want / std::max<int64_t>(A * col_blocks, 1), 1,
                                            std::max<int64_t>(V, 1));
     int64_t vw = (V + v_blocks - 1) / v_blocks;

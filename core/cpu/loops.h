@@ -1,7 +1,6 @@
 #pragma once
 // Building blocks of the CPU kernels: dtype dispatch and a strided N-d loop that hands each
 // thread contiguous-ish rows, so the innermost loop is a plain, vectorizable for-loop.
-#include <omp.h>
 #include <unistd.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -15,6 +14,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "fathom/core/cpu/threads.h"
 #include "fathom/core/tensor.h"
 
 // On a kernel's per-element lambda: the loop around it only vectorizes once the body is inlined,
@@ -58,21 +58,28 @@ decltype(auto) dispatch_float(DType dt, const char* op, F&& f) {
 
 // Below this many elements a kernel stays on one thread: waking the team costs more.
 inline constexpr int64_t kParallelGrain = 32768;
+// Pieces per thread in a region: with several, the threads that are running take over the
+// pieces of one the OS has descheduled (threads.h).
+inline constexpr int64_t kPiecesPerThread = 4;
 
-// Parallel for over [0, n) in chunks; body(begin, end).
+// Parallel for over [0, n); body(begin, end) for disjoint ranges covering it, each at least
+// `grain` items long (but the last): a small n runs on the calling thread alone, and an op uses
+// only as many threads as it has grains of work. Where a range starts must not change a result.
 template <class F>
 void parallel_for(int64_t n, int64_t grain, F&& body) {
-  if (n <= grain || omp_get_max_threads() == 1) {
-    if (n > 0) body(int64_t(0), n);
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  int64_t grains = n / grain;
+  int64_t threads = grains > 1 ? std::min<int64_t>(threads_here(), grains) : 1;
+  if (threads == 1) {
+    body(int64_t(0), n);
     return;
   }
-#pragma omp parallel
-  {
-    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t chunk = (n + nt - 1) / nt;
-    int64_t b = std::min(n, t * chunk), e = std::min(n, b + chunk);
-    if (b < e) body(b, e);
-  }
+  int64_t pieces = std::min(grains, threads * kPiecesPerThread);
+  using Body = std::remove_reference_t<F>;
+  run_parallel(n, (n + pieces - 1) / pieces, int(threads),
+               [](void* b, int64_t begin, int64_t end) { (*static_cast<Body*>(b))(begin, end); },
+               const_cast<void*>(static_cast<const void*>(&body)));
 }
 
 // Iterates `shape` for N operands with element strides; row(offsets, len, inner_strides) gets the

@@ -1,5 +1,3 @@
-#include <omp.h>
-
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -85,13 +83,13 @@ bool same_bits(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
 }
 
-// Runs f with one OpenMP thread, then restores the thread count.
+// Runs f on one thread, then restores the thread count.
 template <class F>
 auto single_threaded(F f) {
-  int before = omp_get_max_threads();
-  omp_set_num_threads(1);
+  int before = get_num_threads();
+  set_num_threads(1);
   auto r = f();
-  omp_set_num_threads(before);
+  set_num_threads(before);
   return r;
 }
 

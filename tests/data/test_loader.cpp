@@ -5,8 +5,7 @@
 #include <numeric>
 #include <thread>
 
-#include <omp.h>
-
+#include "fathom/core/threads.h"
 #include "fathom/data/idx.h"
 #include "fathom/data/loader.h"
 
@@ -126,13 +125,13 @@ TEST_CASE("DataLoader: prefetch changes nothing, resume equals the uninterrupted
   auto opts = data::DataLoaderOptions(10).seed(11).drop_last(false);
   data::DataLoader sync(ds, data::DataLoaderOptions(opts).prefetch(0));
   auto want = take(sync, 30);
-  int omp_before = omp_get_max_threads();
+  int threads_before = get_num_threads();
   for (int64_t prefetch : {1, 2, 5}) {
     data::DataLoader l(ds, data::DataLoaderOptions(opts).prefetch(prefetch));
     CHECK(take(l, 30) == want);
   }
-  // The worker runs its gathers on one OpenMP thread without changing the caller's setting.
-  CHECK(omp_get_max_threads() == omp_before);
+  // The worker runs its gathers on its own thread without changing the process's setting.
+  CHECK(get_num_threads() == threads_before);
   for (int64_t prefetch : {0, 2}) {
     // Stop mid-epoch (batch 4 of epoch 1), save, and resume in a fresh loader.
     data::LoaderPosition saved;
