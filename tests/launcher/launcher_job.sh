@@ -46,6 +46,9 @@ no_survivors() {
   for f in "$work"/pid.*; do
     [ -e "$f" ] || continue
     pid=$(cat "$f")
+    # A rank killed a moment ago may still be exiting (or not yet reaped) on a loaded machine:
+    # it must be gone within 5 s, not within the caller's 0.5 s.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
       fail "process $pid ($(basename "$f")) survived"
       kill -9 "$pid" 2>/dev/null
