@@ -2,6 +2,7 @@
 // Fathom's umbrella header: everything a training script needs. Every header reachable from
 // here through "fathom/..." includes is public and installed (cmake/FathomHeaders.cmake); a
 // header that is not is internal to the library.
+#include "fathom/core/denormals.h"
 #include "fathom/core/device.h"
 #include "fathom/core/dtype.h"
 #include "fathom/core/error.h"

@@ -14,6 +14,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "fathom/core/cpu/denormals.h"
 #include "fathom/core/cpu/threads.h"
 #include "fathom/core/tensor.h"
 
@@ -68,6 +69,7 @@ inline constexpr int64_t kPiecesPerThread = 4;
 template <class F>
 void parallel_for(int64_t n, int64_t grain, F&& body) {
   if (n <= 0) return;
+  FlushDenormalScope flush;  // core/denormals.h
   grain = std::max<int64_t>(grain, 1);
   int64_t grains = n / grain;
   int64_t threads = grains > 1 ? std::min<int64_t>(threads_here(), grains) : 1;
@@ -78,7 +80,10 @@ void parallel_for(int64_t n, int64_t grain, F&& body) {
   int64_t pieces = std::min(grains, threads * kPiecesPerThread);
   using Body = std::remove_reference_t<F>;
   run_parallel(n, (n + pieces - 1) / pieces, int(threads),
-               [](void* b, int64_t begin, int64_t end) { (*static_cast<Body*>(b))(begin, end); },
+               [](void* b, int64_t begin, int64_t end) {
+                 FlushDenormalScope flush;  // a pool thread's piece
+                 (*static_cast<Body*>(b))(begin, end);
+               },
                const_cast<void*>(static_cast<const void*>(&body)));
 }
 
