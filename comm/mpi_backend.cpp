@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "fathom/comm/comm.h"
+#include "fathom/core/phase.h"
 #include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
 #include "fathom/core/ops/elementwise.h"
@@ -22,6 +23,7 @@ namespace fathom::comm::internal {
 constexpr int64_t kMaxChunk = int64_t(1) << 30;
 
 void MpiWork::wait() {
+  phase::Scope phase_scope(phase::Phase::comm_wait);
   if (!done_.load(std::memory_order_acquire))
     if (auto b = owner_.lock()) b->run_inline(this);
   if (!done_.load(std::memory_order_acquire)) {

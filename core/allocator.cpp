@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "fathom/core/backend.h"
+#include "fathom/core/phase.h"
 
 namespace fathom {
 
@@ -12,6 +13,7 @@ std::shared_ptr<Storage> allocate(size_t nbytes, Device device) {
   // rounding cannot wrap a huge request around to a tiny block.
   FATHOM_CHECK(nbytes <= size_t(INT64_MAX), "allocate: ", nbytes, " bytes on ", device.str(),
                " is more than any device holds (over 2^63)");
+  phase::Scope phase_scope(phase::Phase::alloc);
   std::shared_ptr<Storage> s = FATHOM_DISPATCH(device, allocate, nbytes, device.index);
   s->count_in_ledger(memory::current_category());
   return s;
@@ -38,7 +40,10 @@ std::shared_ptr<Storage> allocate(size_t nbytes, int) {
   size_t rounded = (nbytes + 63) / 64 * 64;
   void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
   FATHOM_CHECK(p || !rounded, "allocate: out of host memory asking for ", nbytes, " bytes");
-  return std::make_shared<Storage>(p, nbytes, Device::cpu(), [](void* q) { std::free(q); });
+  return std::make_shared<Storage>(p, nbytes, Device::cpu(), [](void* q) {
+    phase::Scope phase_scope(phase::Phase::alloc);
+    std::free(q);
+  });
 }
 }  // namespace cpu
 

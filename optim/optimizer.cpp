@@ -5,6 +5,7 @@
 #include <typeinfo>
 
 #include "fathom/core/memory.h"
+#include "fathom/core/phase.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 #include "fathom/core/snapshot.h"
@@ -95,6 +96,7 @@ std::map<std::string, Tensor> Optimizer::reshard_state_dict(
 }
 
 void Optimizer::step(double grad_scale) {
+  phase::Scope phase_scope(phase::Phase::optimizer);
   await_snapshots();  // an async checkpoint may still be copying parameters or state
   // Slots batched by (group, step count), so each batch is one fused call with one set of
   // hyperparameters (usually one batch per group).

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "fathom/autograd/engine.h"
+#include "fathom/core/phase.h"
 #include "fathom/autograd/grad_mode.h"
 #include "fathom/autograd/meta.h"
 #include "fathom/comm/comm.h"
@@ -219,17 +220,20 @@ void DistributedDataParallel::on_grad_ready(int i) {
   // division by the world size rides on the pass that moves the gradient into the bucket (as
   // PyTorch's reducer does). The compressor averages its own, smaller payload.
   double scale = sync_enabled_ && !o_.compressor() ? 1.0 / double(group_->size()) : 1.0;
-  if (g.defined() && !in_slot) {
-    if (p.stale && g.dtype() == s.dtype()) {
-      ops::binary_out(BinaryOp::mul, g, scale, s);
-      scale = 1.0;
-    } else if (p.stale) {
-      ops::copy_(s, g);  // widens a half-precision gradient into the f32 bucket
-    } else {
-      ops::add_(s, g);   // accumulated under no_sync
+  {
+    phase::Scope phase_scope(phase::Phase::bucket_copy);
+    if (g.defined() && !in_slot) {
+      if (p.stale && g.dtype() == s.dtype()) {
+        ops::binary_out(BinaryOp::mul, g, scale, s);
+        scale = 1.0;
+      } else if (p.stale) {
+        ops::copy_(s, g);  // widens a half-precision gradient into the f32 bucket
+      } else {
+        ops::add_(s, g);   // accumulated under no_sync
+      }
     }
+    if (scale != 1.0) ops::mul_(s, scale);
   }
-  if (scale != 1.0) ops::mul_(s, scale);
   p.stale = false;
   // Later backward passes (no_sync accumulation) add straight into the bucket.
   autograd::meta(p.tensor).grad = p.tensor.dtype() == o_.grad_dtype() ? s : Tensor();

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "fathom/core/memory.h"
+#include "fathom/core/phase.h"
 #include "fathom/optim/optimizer.h"
 #include "fathom/parallel/ddp.h"
 
@@ -120,6 +121,7 @@ class DistributedOptimizer final : public Algo {
   // Steps this rank's segments (their state counted as optimizer_state in the memory ledger),
   // then gathers the parameters.
   void step(double grad_scale = 1.0) override {
+    phase::Scope phase_scope(phase::Phase::optimizer);  // its gather's waits count as comm_wait
     shards_->wait_param_gather();  // a deferred gather of the last step, if nobody waited yet
     {
       memory::Scope tag(memory::Category::optimizer_state);

@@ -1,6 +1,7 @@
 #include "fathom/core/ops/matmul.h"
 
 #include "fathom/core/backend.h"
+#include "fathom/core/phase.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
 
@@ -40,6 +41,7 @@ static Tensor as_batch3(const Tensor& x, int64_t batch) {
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  phase::Scope phase_scope(phase::Phase::gemm);
   FATHOM_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: operands must have at least one dim, got ",
                a_in.desc(), " and ", b_in.desc());
   FATHOM_CHECK(a_in.device() == b_in.device(), "matmul: a ", a_in.desc(), ", b ", b_in.desc(),
