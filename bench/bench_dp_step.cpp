@@ -8,8 +8,12 @@
 // (core/phase.h, exclusive, on the training thread): gemm, optimizer (its own arithmetic),
 // comm_exposed (waiting for, or running inline, a collective: what overlap did not hide),
 // bucket_copy (gradients into DDP's buckets, the 1/world scaling riding on it), alloc (host
-// allocation and free), and other (forward and backward outside GEMMs, data, loss, bookkeeping).
+// allocation and free), and other (forward and backward outside GEMMs, data, loss, bookkeeping);
+// then the CPU time per step of the training thread and of every other thread (the comm thread).
 // bench/bench_scaling.sh runs it with 1 and 2 ranks, alternating, beside PyTorch DDP.
+#include <sys/resource.h>
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +28,20 @@
 using namespace fathom;
 
 namespace {
+
+// CPU seconds of the whole process (every thread) and of the calling thread alone: the
+// difference is what the comm thread (and any helper thread) burned, on the cores the training
+// thread needs when ranks have one core each.
+double process_cpu() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+double thread_cpu() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -97,6 +115,7 @@ int main(int argc, char** argv) {
       .add("batch", "128", "mlp: global batch, split over the ranks")
       .add("zero", "0", "0: replicated optimizer; 1 or 2: DistributedOptimizer (ZeRO-1/2)")
       .add("bucket-mb", "0", "DDP bucket size in MB (0: DDP's default)")
+      .add("overlap", "true", "DDP launches each bucket's reduction as soon as it is ready (false: all after backward)")
       .add("data", data::kFashionMnistDir, "directory with the IDX files")
       .add("label", "", "copied into the JSON lines");
   flags.parse(argc, argv);
@@ -111,7 +130,7 @@ int main(int argc, char** argv) {
     Job job = model_name == "mlp" ? mlp_job(flags, rank, world)
               : model_name.rfind("gpt-", 0) == 0 ? gpt_job(flags, model_name.substr(4), rank, world)
                                                   : (flags.fail("--model must be mlp, gpt-tiny or gpt-small"), Job());
-    auto dopt = parallel::DDPOptions();
+    auto dopt = parallel::DDPOptions().overlap(flags.boolean("overlap"));
     if (bucket_mb > 0) dopt.bucket_cap_mb(bucket_mb);
     parallel::DistributedDataParallel ddp(job.model, info.world, dopt);
     auto adamw = optim::AdamWOptions(1e-3).weight_decay(0.01);
@@ -130,6 +149,7 @@ int main(int argc, char** argv) {
     info.world->barrier()->wait();
     std::vector<double> times;
     phase::start();
+    double proc0 = process_cpu(), thr0 = thread_cpu();
     auto t_all = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i) {
       auto t0 = std::chrono::steady_clock::now();
@@ -142,6 +162,7 @@ int main(int argc, char** argv) {
       }
     }
     double total = seconds_since(t_all);
+    double proc_cpu = process_cpu() - proc0, thr_cpu = thread_cpu() - thr0;
     phase::Totals ph = phase::totals();
     phase::stop();
     int64_t n = int64_t(times.size());
@@ -152,11 +173,13 @@ int main(int argc, char** argv) {
     std::printf("{\"bench\":\"dp_step\",\"framework\":\"fathom\",\"model\":\"%s\",\"label\":\"%s\",\"world\":%d,"
                 "\"rank\":%d,\"zero\":%lld,\"threads\":%d,\"steps\":%lld,\"%s_per_s\":%.0f,\"step_ms\":%.3f,"
                 "\"mean_step_ms\":%.3f,\"gemm_ms\":%.3f,\"optimizer_ms\":%.3f,\"comm_exposed_ms\":%.3f,"
-                "\"bucket_copy_ms\":%.3f,\"alloc_ms\":%.3f,\"other_ms\":%.3f,\"loss\":%.4f}\n",
+                "\"bucket_copy_ms\":%.3f,\"alloc_ms\":%.3f,\"other_ms\":%.3f,\"train_thread_cpu_ms\":%.3f,"
+                "\"other_threads_cpu_ms\":%.3f,\"loss\":%.4f}\n",
                 model_name.c_str(), flags.str("label").c_str(), world, rank, (long long)zero, get_num_threads(),
                 (long long)n, job.unit, double(n * job.items_per_step) / total, 1e3 * times[size_t(n / 2)], mean_ms,
                 per_step(phase::Phase::gemm), per_step(phase::Phase::optimizer), per_step(phase::Phase::comm_wait),
-                per_step(phase::Phase::bucket_copy), per_step(phase::Phase::alloc), other, loss);
+                per_step(phase::Phase::bucket_copy), per_step(phase::Phase::alloc), other, 1e3 * thr_cpu / double(n),
+                1e3 * (proc_cpu - thr_cpu) / double(n), loss);
     std::fflush(stdout);
   } catch (const std::exception& e) {
     comm::abort(std::string("bench_dp_step: ") + e.what());
