@@ -5,6 +5,7 @@
 #include "testing.h"
 
 #include "fathom/comm/comm.h"
+#include "fathom/parallel/grad_norm.h"
 #include "fathom/parallel/mesh.h"
 #include "fathom/parallel/tensor_parallel.h"
 #include "fathom/parallel/tp_gpt.h"
@@ -176,4 +177,29 @@ TEST_CASE("shard_of and gather_full invert each other, fused blocks included", "
     int64_t third = 2 * g->size();
     expect_close(ops::narrow(mine, 0, 2, 2), ops::narrow(full, 0, third + 2 * g->rank(), 2), 0, 0, "k rows");
   }
+}
+
+TEST_CASE("parallel::grad_norm counts sharded gradients on every rank and replicated ones once", "[parallel][tp]") {
+  auto& world = *comm::init().world;
+  int w = world.size(), r = world.rank();
+  // Over tp = the world: rank r's shard is [r + 1, r + 1] and everyone holds the replicated [3, 4].
+  parallel::Mesh tp_mesh(world, 1, 1, w);
+  Tensor shard = full({2}, double(r + 1)), rep = from_vector(std::vector<double>{3, 4}, {2});
+  double want = 25;  // 3^2 + 4^2, once
+  for (int i = 1; i <= w; ++i) want += 2.0 * i * i;
+  CHECK(parallel::grad_norm({shard}, {rep}, *tp_mesh.tp_group()) == Approx(std::sqrt(want)));
+  // Over pp = the world (tp of one): every rank's lists are its own, all summed.
+  parallel::Mesh pp_mesh(world, 1, w, 1);
+  double want_pp = 0;
+  for (int i = 1; i <= w; ++i) want_pp += 2.0 * i * i + 25;
+  CHECK(parallel::grad_norm({shard, Tensor()}, {rep}, *pp_mesh.tp_group(), {pp_mesh.pp_group().get()}) ==
+        Approx(std::sqrt(want_pp)));
+  // Clipping scales both lists by one coefficient, the same on every rank.
+  double norm = parallel::clip_grad_norm_({shard}, {rep}, 1.0, *tp_mesh.tp_group());
+  CHECK(norm == Approx(std::sqrt(want)));
+  CHECK(to_vector(rep)[0] == Approx(3.0 / (std::sqrt(want) + 1e-6)));
+  CHECK(to_vector(shard)[1] == Approx((r + 1) / (std::sqrt(want) + 1e-6)));
+  // A non-finite gradient anywhere makes the norm non-finite everywhere.
+  Tensor bad = full({1}, r == w - 1 ? NAN : 1.0);
+  CHECK(std::isnan(parallel::grad_norm({bad}, {}, *tp_mesh.tp_group())));
 }
