@@ -43,21 +43,29 @@ void expect_near(const Tensor& got, const Tensor& want, DType t, const std::stri
   expect_close(got, want, rtol_of(t), atol_of(t), what);
 }
 
+// f64 where the device has it for every op (the CPU); f32 everywhere.
+std::vector<DType> dtypes(Device dev) {
+  if (dev.is_cuda()) return {DType::f32};
+  return {DType::f32, DType::f64};
+}
+
 }  // namespace
 
-TEST_CASE("ColumnParallelLinear equals the dense Linear, with and without gather_output", "[parallel][tp]") {
+void column_equals_dense(Device dev) {
   for (auto& g : tp_groups())
-    for (DType dt : {DType::f32, DType::f64})
+    for (DType dt : dtypes(dev))
       for (bool gather : {false, true}) {
         INFO("tp " << g->size() << " " << dtype_name(dt) << " gather " << gather);
         Generator gen(11);
         nn::Linear dense(6, 8, &gen);
         dense.to(dt);
+        dense.to(dev);
         parallel::ColumnParallelLinear tp(parallel::ParallelLinearOptions(6, 8).gather_output(gather), g);
         tp.to(dt);
+        tp.to(dev);
         ops::copy_(tp.weight, shard(dense.weight, {0}, *g));
         ops::copy_(tp.bias, shard(dense.bias, {0}, *g));
-        Tensor x0 = randn({3, 2, 6}, dt, &gen), w_out = randn({3, 2, 8}, dt, &gen);
+        Tensor x0 = randn({3, 2, 6}, dt, &gen).to(dev), w_out = randn({3, 2, 8}, dt, &gen).to(dev);
         Tensor xd = leaf(x0), xt = leaf(x0);
         Tensor yd = dense.forward(xd), yt = tp.forward(xt);
         sum(yd * w_out).backward();
@@ -75,19 +83,21 @@ TEST_CASE("ColumnParallelLinear equals the dense Linear, with and without gather
       }
 }
 
-TEST_CASE("RowParallelLinear equals the dense Linear, parallel input or not", "[parallel][tp]") {
+void row_equals_dense(Device dev) {
   for (auto& g : tp_groups())
-    for (DType dt : {DType::f32, DType::f64})
+    for (DType dt : dtypes(dev))
       for (bool parallel_in : {true, false}) {
         INFO("tp " << g->size() << " " << dtype_name(dt) << " input_is_parallel " << parallel_in);
         Generator gen(12);
         nn::Linear dense(8, 5, &gen);
         dense.to(dt);
+        dense.to(dev);
         parallel::RowParallelLinear tp(parallel::ParallelLinearOptions(8, 5).input_is_parallel(parallel_in), g);
         tp.to(dt);
+        tp.to(dev);
         ops::copy_(tp.weight, shard(dense.weight, {1}, *g));
         ops::copy_(tp.bias, dense.bias);
-        Tensor x0 = randn({4, 8}, dt, &gen), w_out = randn({4, 5}, dt, &gen);
+        Tensor x0 = randn({4, 8}, dt, &gen).to(dev), w_out = randn({4, 5}, dt, &gen).to(dev);
         Tensor xd = leaf(x0), xt = leaf(parallel_in ? shard(x0, {1}, *g) : x0);
         Tensor yd = dense.forward(xd), yt = tp.forward(xt);
         expect_near(yt, yd, dt, "y");
@@ -99,19 +109,21 @@ TEST_CASE("RowParallelLinear equals the dense Linear, parallel input or not", "[
       }
 }
 
-TEST_CASE("VocabParallelEmbedding equals the dense Embedding", "[parallel][tp]") {
+void embedding_equals_dense(Device dev) {
   for (auto& g : tp_groups())
-    for (DType dt : {DType::f32, DType::f64}) {
+    for (DType dt : dtypes(dev)) {
       INFO("tp " << g->size() << " " << dtype_name(dt));
       Generator gen(13);
       nn::Embedding dense(nn::EmbeddingOptions(8, 3), &gen);
       dense.to(dt);
+        dense.to(dev);
       parallel::VocabParallelEmbedding tp(8, 3, g);
       tp.to(dt);
+        tp.to(dev);
       ops::copy_(tp.weight, shard(dense.weight, {0}, *g));
       // Every id, both ends of every rank's range among them, some repeated.
-      Tensor ids = from_vector(std::vector<int64_t>{0, 7, 3, 4, 1, 6, 2, 5, 7, 0}, {2, 5});
-      Tensor w_out = randn({2, 5, 3}, dt, &gen);
+      Tensor ids = from_vector(std::vector<int64_t>{0, 7, 3, 4, 1, 6, 2, 5, 7, 0}, {2, 5}).to(dev);
+      Tensor w_out = randn({2, 5, 3}, dt, &gen).to(dev);
       Tensor yd = dense.forward(ids), yt = tp.forward(ids);
       expect_near(yt, yd, dt, "y");
       sum(yd * w_out).backward();
@@ -121,15 +133,15 @@ TEST_CASE("VocabParallelEmbedding equals the dense Embedding", "[parallel][tp]")
     }
 }
 
-TEST_CASE("vocab_parallel_cross_entropy equals cross_entropy on the whole logits, without gathering them", "[parallel][tp]") {
+void cross_entropy_equals_dense(Device dev) {
   for (auto& g : tp_groups())
-    for (DType dt : {DType::f32, DType::f64}) {
+    for (DType dt : dtypes(dev)) {
       INFO("tp " << g->size() << " " << dtype_name(dt));
       Generator gen(14);
       int64_t V = 8;
       // Large logits: the max shift must keep exp() finite.
-      Tensor full = randn({2, 3, V}, dt, &gen) * 30.0;
-      Tensor targets = from_vector(std::vector<int64_t>{0, 7, -100, 3, 4, 5}, {2, 3});
+      Tensor full = randn({2, 3, V}, dt, &gen).to(dev) * 30.0;
+      Tensor targets = from_vector(std::vector<int64_t>{0, 7, -100, 3, 4, 5}, {2, 3}).to(dev);
       Tensor ld = leaf(full), lt = leaf(shard(full, {2}, *g));
       Tensor loss_d = cross_entropy(ld, targets);
       comm::CommStats before = g->stats();
@@ -148,6 +160,33 @@ TEST_CASE("vocab_parallel_cross_entropy equals cross_entropy on the whole logits
       (loss_t * 3.0).backward();
       expect_near(lt.grad(), shard(ld.grad(), {2}, *g), dt, "logits.grad");
     }
+}
+
+TEST_CASE("ColumnParallelLinear equals the dense Linear, with and without gather_output", "[parallel][tp]") {
+  column_equals_dense(Device::cpu());
+}
+
+TEST_CASE("RowParallelLinear equals the dense Linear, parallel input or not", "[parallel][tp]") {
+  row_equals_dense(Device::cpu());
+}
+
+TEST_CASE("VocabParallelEmbedding equals the dense Embedding", "[parallel][tp]") {
+  embedding_equals_dense(Device::cpu());
+}
+
+TEST_CASE("vocab_parallel_cross_entropy equals cross_entropy on the whole logits, without gathering them", "[parallel][tp]") {
+  cross_entropy_equals_dense(Device::cpu());
+}
+
+// Over NCCL (several ranks may share one GPU, as the DDP tests do).
+TEST_CASE("Tensor-parallel layers over NCCL equal the dense layers", "[parallel][tp][cuda]") {
+  if (!has_cuda()) return;
+  Device dev = comm::init().device;
+  REQUIRE(dev.is_cuda());
+  column_equals_dense(dev);
+  row_equals_dense(dev);
+  embedding_equals_dense(dev);
+  cross_entropy_equals_dense(dev);
 }
 
 TEST_CASE("vocab_parallel_cross_entropy checks its inputs", "[parallel][tp]") {
