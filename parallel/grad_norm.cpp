@@ -37,6 +37,22 @@ double clip_grad_norm_(const std::vector<Tensor>& sharded, const std::vector<Ten
   return norm;
 }
 
+double grad_norm(const optim::Optimizer& opt, const MeshNorm& norm) {
+  FATHOM_CHECK(norm.is_sharded && norm.tp_group, "parallel::grad_norm: MeshNorm needs is_sharded "
+               "and tp_group");
+  std::vector<Tensor> sharded, replicated;
+  std::vector<Tensor> grads = opt.gradients();  // aligned with params()
+  const optim::NamedParams& params = opt.params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string& name = params[i].first;
+    if (norm.counted && !norm.counted(name)) continue;
+    (norm.is_sharded(name) ? sharded : replicated).push_back(grads[i]);
+  }
+  std::vector<comm::ProcessGroup*> groups;
+  for (auto& g : norm.disjoint_groups) groups.push_back(g.get());
+  return grad_norm(sharded, replicated, *norm.tp_group, groups);
+}
+
 std::vector<Tensor> grads_of(const std::vector<Tensor>& params) {
   std::vector<Tensor> out;
   out.reserve(params.size());

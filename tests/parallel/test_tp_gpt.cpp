@@ -5,6 +5,7 @@
 
 #include "fathom/comm/comm.h"
 #include "fathom/optim/clip.h"
+#include "fathom/optim/grad_scaler.h"
 #include "fathom/optim/optimizer.h"
 #include "fathom/parallel/ddp.h"
 #include "fathom/parallel/grad_norm.h"
@@ -117,8 +118,13 @@ TEST_CASE("TPGPT trains as the one-process GPT for every (dp, tp) mesh, clipped,
     ref->to(dt);
     parallel::DistributedDataParallel ddp(model, mesh.dp_group(), parallel::DDPOptions().grad_dtype(dt));
     double lr = 1e-3;
-    optim::AdamW opt(model->named_parameters(), optim::AdamWOptions(lr));
+    // grad_norm() over the mesh, for GradScaler's clipping (the examples' path).
+    parallel::MeshOptimizer<optim::AdamW> opt(
+        model->named_parameters(), optim::AdamWOptions(lr),
+        {[](const std::string& n) { return parallel::TPGPT::shard_spec(n).sharded(); }, mesh.tp_group()});
     optim::AdamW opt_ref(ref->named_parameters(), optim::AdamWOptions(lr));
+    optim::GradScaler scaler(optim::GradScalerOptions().enabled(false));
+    optim::GradScaler scaler_ref(optim::GradScalerOptions().enabled(false));
     double max_norm = 0;
     for (int64_t s = 0; s < 5; ++s) {
       auto [idx, tg] = batch(s);
@@ -142,13 +148,21 @@ TEST_CASE("TPGPT trains as the one-process GPT for every (dp, tp) mesh, clipped,
         expect_matches(model->full_grads(), *ref, true, rtol, rtol * 1e-2);
         expect_replicated_identical(*model, *mesh.tp_group());
       }
-      double norm = parallel::clip_grad_norm_(parallel::grads_of(model->sharded_parameters()),
-                                              parallel::grads_of(model->replicated_parameters()),
-                                              max_norm, *mesh.tp_group());
-      optim::clip_grad_norm_(grads(*ref), max_norm);
+      double norm = 0;
+      if (dt == DType::f32) {  // clipped by GradScaler with MeshOptimizer's grad_norm()
+        REQUIRE(scaler.step(opt, max_norm));
+        REQUIRE(scaler_ref.step(opt_ref, max_norm));
+        norm = scaler.last_grad_norm();
+      } else {  // clipped by hand
+        norm = parallel::clip_grad_norm_(parallel::grads_of(model->sharded_parameters()),
+                                         parallel::grads_of(model->replicated_parameters()),
+                                         max_norm, *mesh.tp_group());
+        CHECK(opt.grad_norm() == Approx(norm * std::min(1.0, max_norm / (norm + 1e-6))).epsilon(rtol));
+        optim::clip_grad_norm_(grads(*ref), max_norm);
+        opt.step();
+        opt_ref.step();
+      }
       CHECK(norm == Approx(ref_norm).epsilon(rtol));
-      opt.step();
-      opt_ref.step();
     }
     // AdamW divides by sqrt(v): a parameter whose exact gradient is ~0 moves by up to lr on
     // rounding noise alone (the key bias's is exactly 0: softmax ignores a shift of a row), so

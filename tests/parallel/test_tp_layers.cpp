@@ -5,6 +5,7 @@
 #include "testing.h"
 
 #include "fathom/comm/comm.h"
+#include "fathom/optim/optimizer.h"
 #include "fathom/parallel/grad_norm.h"
 #include "fathom/parallel/mesh.h"
 #include "fathom/parallel/tensor_parallel.h"
@@ -241,4 +242,23 @@ TEST_CASE("parallel::grad_norm counts sharded gradients on every rank and replic
   // A non-finite gradient anywhere makes the norm non-finite everywhere.
   Tensor bad = full({1}, r == w - 1 ? NAN : 1.0);
   CHECK(std::isnan(parallel::grad_norm({bad}, {}, *tp_mesh.tp_group())));
+}
+
+TEST_CASE("MeshOptimizer's grad_norm splits its parameters by name and skips what is not counted", "[parallel][tp]") {
+  auto& world = *comm::init().world;
+  int w = world.size(), r = world.rank();
+  parallel::Mesh mesh(world, 1, 1, w);
+  Tensor a = full({2}, 1.0), b = full({1}, 1.0), c = full({3}, 1.0);
+  for (Tensor* t : {&a, &b, &c}) t->requires_grad_(true);
+  (sum(a * double(r + 1)) + sum(b * 2.0) + sum(c * 100.0)).backward();  // grads: r + 1, 2, 100
+  parallel::MeshNorm norm{[](const std::string& n) { return n == "a"; }, mesh.tp_group(), {},
+                          [](const std::string& n) { return n != "c"; }};
+  parallel::MeshOptimizer<optim::SGD> opt(optim::NamedParams{{"a", a}, {"b", b}, {"c", c}},
+                                          optim::SGDOptions(0.1), norm);
+  double want = 4;  // b once
+  for (int i = 1; i <= w; ++i) want += 2.0 * i * i;
+  CHECK(opt.grad_norm() == Approx(std::sqrt(want)));
+  CHECK_THROWS_WITH(parallel::MeshOptimizer<optim::SGD>(optim::NamedParams{{"a", a}}, optim::SGDOptions(0.1),
+                                                        parallel::MeshNorm{}),
+                    Contains("needs is_sharded and tp_group"));
 }
