@@ -10,6 +10,8 @@
 // See docs/comm.md for the threading model, the watchdog and the environment variables;
 // comm/launch_env.h for what the launcher's environment says (readable before init), and
 // comm/stop_signal.h for stopping every rank at the same step on SIGUSR1/SIGTERM.
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +61,23 @@ void finalize();
 // init (or after finalize) it prints and exits with `exit_code`. init() installs a
 // std::terminate handler that does the same for an exception nobody caught.
 [[noreturn]] void abort(const std::string& reason, int exit_code = 1);
+
+// Runs `fn` when this process ends the job because it or a peer failed or hung (comm::abort, a
+// peer's notice, the watchdog's timeout, an uncaught exception), on whichever thread ends it,
+// just before MPI_Abort or exit: for what a rank can save of its own on the way out (its part
+// of a profile). It must be quick and use no collective (the peers are going too); an
+// exception from it is printed and ignored. Unregistered when the hook is destroyed. Nothing
+// runs for SIGKILL.
+class FailureHook {
+ public:
+  explicit FailureHook(std::function<void()> fn);
+  ~FailureHook();
+  FailureHook(const FailureHook&) = delete;
+  FailureHook& operator=(const FailureHook&) = delete;
+
+ private:
+  uint64_t id_;
+};
 
 // For errors about a setting every rank must share: "\n  <what>: rank 0 <v0>, rank 1 <v1>, ..."
 // when the ranks' values (one per rank, in rank order) differ; "" when they all agree.

@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -43,9 +45,42 @@ std::atomic<bool>& failing_flag() {
   return f;
 }
 
+struct FailureHooks {
+  std::mutex mu;
+  uint64_t next = 0;
+  std::map<uint64_t, std::function<void()>> fns;
+};
+FailureHooks& failure_hooks() {
+  static FailureHooks* h = new FailureHooks;  // never destroyed: a failing exit may still read it
+  return *h;
+}
+
+// The hooks of comm::FailureHook, once. A thread that holds the registry's lock while this
+// one ends the job would leave it locked: after a bounded try the hooks are skipped.
+void run_failure_hooks() {
+  static std::atomic<bool> ran{false};
+  if (ran.exchange(true)) return;
+  FailureHooks& h = failure_hooks();
+  std::unique_lock<std::mutex> lk(h.mu, std::defer_lock);
+  for (int i = 0; i < 100 && !lk.try_lock(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!lk.owns_lock()) return;
+  auto fns = h.fns;
+  lk.unlock();
+  for (auto& [id, fn] : fns) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "DeepComm: a failure hook threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "DeepComm: a failure hook threw\n");
+    }
+  }
+}
+
 // Ends this process's part of the job after the message was printed: NCCL communicators are
 // aborted, then MPI_Abort makes mpirun stop every rank.
 [[noreturn]] void end_job(int code) {
+  run_failure_hooks();
   for (auto& g : live_groups())
     if (auto p = g->poller()) p->abort();
   // No MpiLock, even under MPI_THREAD_SERIALIZED: a call stuck while holding it (split) would
@@ -342,6 +377,19 @@ void abort(const std::string& reason, int exit_code) {
     notify_peers(n, 3.0);
   }
   end_job(exit_code);
+}
+
+FailureHook::FailureHook(std::function<void()> fn) {
+  auto& h = internal::failure_hooks();
+  std::lock_guard<std::mutex> lk(h.mu);
+  id_ = h.next++;
+  h.fns[id_] = std::move(fn);
+}
+
+FailureHook::~FailureHook() {
+  auto& h = internal::failure_hooks();
+  std::lock_guard<std::mutex> lk(h.mu);
+  h.fns.erase(id_);
 }
 
 }  // namespace fathom::comm

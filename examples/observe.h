@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,6 +67,14 @@ class Observer {
     if (!profile_.empty()) {
       trace::name_this_thread("main");
       trace::start(size_t(f.positive_i64("profile-spans")));
+      // A failing job cannot gather the ranks' spans: each rank writes its own file instead,
+      // a trace of the steps up to the failure (and, for a hang, of where each rank waits).
+      // The hook holds only values: an exception unwinding past this object (on its way to the
+      // catch that calls comm::abort) leaves the hook registered, see ~Observer.
+      failure_trace_ = std::make_unique<comm::FailureHook>(
+          [path = profile_ + ".rank" + std::to_string(world.rank()) + ".json", rank = world.rank()] {
+            write_own_profile(path, rank);
+          });
     }
     const std::string& dir = f.str("tensorboard");
     bool all = f.boolean("tensorboard-all-ranks");
@@ -73,6 +82,14 @@ class Observer {
     if (!dir.empty() && (all || world.rank() == 0))
       tb_ = std::make_unique<logging::EventWriter>(all ? dir + "/rank" + std::to_string(world.rank()) : dir);
   }
+
+  // Destroyed by an exception that is on its way to comm::abort: the failure-trace hook
+  // stays registered (it holds no pointer into this object) so that abort still writes it.
+  ~Observer() {
+    if (std::uncaught_exceptions() > exceptions_at_start_) (void)failure_trace_.release();
+  }
+  Observer(const Observer&) = delete;
+  Observer& operator=(const Observer&) = delete;
 
   // Runs one set-up step, saying what it does before ("gpt: reading the corpus X ...") and how
   // long it took after ("gpt: ... done in 0.21 s"). Whole lines: mpirun --tag-output (and
@@ -219,7 +236,10 @@ class Observer {
                     (long long)nonfinite_steps_, (long long)first_nonfinite_);
       std::fflush(stdout);
     }
-    if (!profile_.empty()) write_profile();
+    if (!profile_.empty()) {
+      write_profile();
+      failure_trace_.reset();  // merged: a failure from here on has no spans to add
+    }
   }
 
  private:
@@ -303,6 +323,16 @@ class Observer {
     std::fflush(stdout);
   }
 
+  // FILE.rank<R>.json: this rank's spans alone, a document of its own.
+  static void write_own_profile(const std::string& path, int rank) {
+    trace::stop();
+    trace::Snapshot snap = trace::snapshot();
+    logging::write_text_file(path, logging::chrome_trace_document(
+        {logging::chrome_trace_events(snap, rank, logging::earliest_begin(snap))}));
+    std::fprintf(stderr, "[rank %d] profile: the run failed, so this rank's %lld spans went to %s "
+                 "(not merged with the other ranks')\n", rank, (long long)snap.spans.size(), path.c_str());
+  }
+
   comm::ProcessGroup& world_;
   bool talk_;
   std::string program_, profile_;
@@ -316,6 +346,8 @@ class Observer {
   double bytes_ = 0, bytes_plain_ = 0, comm_busy_s_ = 0, comm_exposed_s_ = 0;
   int64_t ddp_steps_ = 0, nonfinite_steps_ = 0, first_nonfinite_ = 0;
   std::map<std::string, Best> best_;
+  std::unique_ptr<comm::FailureHook> failure_trace_;
+  int exceptions_at_start_ = std::uncaught_exceptions();
 };
 
 }  // namespace fathom::examples

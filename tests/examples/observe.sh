@@ -7,6 +7,7 @@
 #     (rank 0 writes by default) that Fathom's own checks read in log_tests.
 #  2. a diverging run (--lr 1e3) says so at once with its step; --stop-on-nonfinite ends it
 #     with a clear error and a nonzero status.
+#     With --profile on 2 ranks, each rank of the failed run writes its own trace file.
 #  3. gpt with --profile: its trace holds the step spans; its line shows MFU.
 # Usage: observe.sh FASHION_MNIST GPT MPIEXEC
 set -uo pipefail
@@ -92,6 +93,21 @@ expect "$tmp/nan.out" "^summary: non-finite loss or gradient norm in [0-9]+ step
 run "$tmp/stop.out" nonzero "${diverge[@]}" --stop-on-nonfinite true
 expect "$tmp/stop.out" "fashion_mnist: error: step [0-9]+: (loss|gradient norm) is -?(nan|inf) \(non-finite\); stopping as --stop-on-nonfinite asks"
 grep -q "^summary:" "$tmp/stop.out" && fail "--stop-on-nonfinite: a stopped run printed a summary"
+
+echo "--- 2b. a failing 2-rank run with --profile: each rank writes its own trace up to the failure"
+run "$tmp/fail.out" nonzero "$mpiexec" -np 2 --oversubscribe --bind-to none "${diverge[@]}" \
+  --stop-on-nonfinite true --profile "$tmp/fail.trace.json"
+for r in 0 1; do
+  expect "$tmp/fail.out" "\\[rank $r\\] profile: the run failed, so this rank's [0-9]+ spans went to $tmp/fail.trace.json.rank$r.json"
+  python3 - "$tmp/fail.trace.json.rank$r.json" "$r" <<'PY' || fail "rank $r's failure trace is not a trace of its steps"
+import json, sys
+ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X"]
+steps = [e for e in ev if e["name"] == "step"]
+print(f"trace check: failed run, rank {sys.argv[2]}: {len(ev)} spans, {len(steps)} steps")
+sys.exit(0 if steps and {e["pid"] for e in ev} == {int(sys.argv[2])} else 1)
+PY
+done
+[ -e "$tmp/fail.trace.json" ] && fail "a failed run wrote a merged trace"
 
 echo "--- 3. gpt with --profile"
 run "$tmp/gpt.out" 0 "$gpt" --steps 4 --batch 2 --warmup 1 --log-every 2 --sample 0 --profile "$tmp/gpt.trace.json"
