@@ -12,15 +12,12 @@
 #include <sstream>
 
 #include "fathom/comm/comm.h"
-#include "fathom/core/phase.h"
 #include "fathom/comm/mpi_agreement.h"
 #include "fathom/comm/mpi_util.h"
 #include "fathom/core/ops/elementwise.h"
+#include "fathom/core/phase.h"
 
 namespace fathom::comm::internal {
-
-// MPI counts are ints: allreduce, broadcast, send and recv go in chunks of this many elements.
-constexpr int64_t kMaxChunk = int64_t(1) << 30;
 
 void MpiWork::wait() {
   phase::Scope phase_scope(phase::Phase::comm_wait);
@@ -227,6 +224,11 @@ void MpiBackend::run_collective_task(Task& task, const std::function<void()>& id
   task.work->finish(err);
 }
 
+std::string call_context(const Call& c, const GroupState& st) {
+  return fathom::detail::concat(c.desc, " (", c.p2p ? "p2p seq " : "seq ", c.seq, ") on ",
+                                st.where());
+}
+
 // ---- The comm thread ----
 
 namespace {
@@ -251,10 +253,6 @@ struct P2p {
   std::string error;
 };
 
-std::string context(const Call& c, const GroupState& st) {
-  return fathom::detail::concat(c.desc, " (", c.p2p ? "p2p seq " : "seq ", c.seq, ") on ",
-                                st.where());
-}
 
 // Posts the data transfer of a send or recv, in chunks.
 void post_p2p(P2p& p, GroupState& st, void* buf, int64_t count, DType dtype) {
@@ -267,9 +265,9 @@ void post_p2p(P2p& p, GroupState& st, void* buf, int64_t count, DType dtype) {
     MPI_Request r;
     void* at = ptr + off * int64_t(itemsize(dtype));
     if (c.kind == OpKind::send)
-      FATHOM_MPI_CHECK(MPI_Isend(at, n, mpi_type(dtype), c.peer, c.tag, st.comm, &r), context(c, st));
+      FATHOM_MPI_CHECK(MPI_Isend(at, n, mpi_type(dtype), c.peer, c.tag, st.comm, &r), call_context(c, st));
     else
-      FATHOM_MPI_CHECK(MPI_Irecv(at, n, mpi_type(dtype), c.peer, c.tag, st.comm, &r), context(c, st));
+      FATHOM_MPI_CHECK(MPI_Irecv(at, n, mpi_type(dtype), c.peer, c.tag, st.comm, &r), call_context(c, st));
     p.reqs.push_back(r);
     off += kMaxChunk;
   } while (off < count);
@@ -283,12 +281,12 @@ void start_p2p(P2p& p, GroupState& st) {
       p.fp = std::make_unique<Fingerprint>(c.fp);
       FATHOM_MPI_CHECK(MPI_Isend(p.fp.get(), sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag, st.side,
                                  &p.fp_req),
-                       context(c, st));
+                       call_context(c, st));
     } else {
       p.fp = std::make_unique<Fingerprint>();
       FATHOM_MPI_CHECK(MPI_Irecv(p.fp.get(), sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag, st.side,
                                  &p.fp_req),
-                       context(c, st));
+                       call_context(c, st));
       p.awaiting_fp = true;
       return;
     }
@@ -316,7 +314,7 @@ bool progress_p2p(P2p& p, GroupState& st) {
   if (p.awaiting_fp) {
     {
       MpiLock lock;
-      FATHOM_MPI_CHECK(MPI_Test(&p.fp_req, &done, MPI_STATUS_IGNORE), context(p.call, st));
+      FATHOM_MPI_CHECK(MPI_Test(&p.fp_req, &done, MPI_STATUS_IGNORE), call_context(p.call, st));
     }
     if (!done) return false;
     p.awaiting_fp = false;
@@ -324,11 +322,11 @@ bool progress_p2p(P2p& p, GroupState& st) {
   }
   MpiLock lock;
   if (p.fp_req != MPI_REQUEST_NULL) {
-    FATHOM_MPI_CHECK(MPI_Test(&p.fp_req, &done, MPI_STATUS_IGNORE), context(p.call, st));
+    FATHOM_MPI_CHECK(MPI_Test(&p.fp_req, &done, MPI_STATUS_IGNORE), call_context(p.call, st));
     if (!done) return false;
   }
   FATHOM_MPI_CHECK(MPI_Testall(int(p.reqs.size()), p.reqs.data(), &done, MPI_STATUSES_IGNORE),
-                   context(p.call, st));
+                   call_context(p.call, st));
   return done;
 }
 }  // namespace
@@ -430,7 +428,7 @@ std::vector<Fingerprint> MpiBackend::gather_fingerprints(const Call& c) {
   Fingerprint mine = c.fp;
   int n = int(sizeof(Fingerprint));
   mpi_run(
-      [&] { return context(c, *st_) + ": fingerprint exchange"; },
+      [&] { return call_context(c, *st_) + ": fingerprint exchange"; },
       [&] { return MPI_Allgather(&mine, n, MPI_BYTE, all.data(), n, MPI_BYTE, st_->side); },
       [&](MPI_Request* r) {
         return MPI_Iallgather(&mine, n, MPI_BYTE, all.data(), n, MPI_BYTE, st_->side, r);
@@ -454,7 +452,7 @@ void MpiBackend::check_agreement(const Call& c, const std::function<void()>& idl
   }
   for (int i = 0; i < kKeyFields; ++i) buf[kKeyFields + i] = -buf[i];
   mpi_run(
-      [&] { return context(c, *st_) + ": agreement check"; },
+      [&] { return call_context(c, *st_) + ": agreement check"; },
       [&] {
         return MPI_Allreduce(buf, res, 2 * kKeyFields, MPI_INT64_T, MPI_MAX, st_->comm);
       },
@@ -472,138 +470,6 @@ void MpiBackend::check_fingerprints(const Call& c) {
     return same_call(f, all[0]);
   });
   if (!agree) throw Error(mismatch_message(all, c.seq, *st_, true));
-}
-
-void MpiBackend::nccl_host_step(Call& c, const std::function<void()>& idle) {
-  // Headers of earlier sends that have gone out are freed.
-  while (!headers_.empty()) {
-    int done = 0;
-    MpiLock lock;
-    FATHOM_MPI_CHECK(MPI_Test(&headers_.front().req, &done, MPI_STATUS_IGNORE), context(c, *st_));
-    if (!done) break;
-    headers_.pop_front();
-  }
-  if (!c.p2p) {
-    if (st_->size > 1) check_agreement(c, idle);
-    if (c.debug) check_fingerprints(c);
-    return c.nccl_enqueue(nullptr);
-  }
-  // Send/recv: the same header as on the CPU path, on the side communicator under the call's
-  // tag. A send posts it and is enqueued at once; a recv waits for the sender's here, in call
-  // order (NCCL matches a pair's sends and recvs in stream order, so later calls must not be
-  // enqueued before it), and nccl_enqueue decides what to receive into.
-  if (c.kind == OpKind::send) {
-    Header h;
-    h.fp = std::make_unique<Fingerprint>(c.fp);
-    {
-      MpiLock lock;
-      FATHOM_MPI_CHECK(MPI_Isend(h.fp.get(), sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag,
-                                 st_->side, &h.req),
-                       context(c, *st_));
-    }
-    headers_.push_back(std::move(h));
-    return c.nccl_enqueue(nullptr);
-  }
-  Fingerprint theirs;
-  MPI_Request req = MPI_REQUEST_NULL;
-  {
-    MpiLock lock;
-    FATHOM_MPI_CHECK(MPI_Irecv(&theirs, sizeof(Fingerprint), MPI_BYTE, c.peer, c.tag, st_->side, &req),
-                     context(c, *st_));
-  }
-  for (int round = 0;; ++round) {
-    int done = 0;
-    {
-      MpiLock lock;
-      FATHOM_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE), context(c, *st_));
-    }
-    if (done) break;
-    if (idle) idle();
-    backoff(round);
-  }
-  c.nccl_enqueue(&theirs);
-}
-
-void MpiBackend::execute(Call& c, const std::function<void()>& idle) {
-  if (c.nccl_enqueue) return nccl_host_step(c, idle);
-  if (st_->size > 1) check_agreement(c, idle);
-  if (c.debug) check_fingerprints(c);  // adds the shapes
-  if (c.body) return c.body();
-  auto ctx = [&] { return context(c, *st_); };  // runs only on failure
-  switch (c.kind) {
-    case OpKind::allreduce: return allreduce(c);
-    case OpKind::allgather: return allgather(c);
-    case OpKind::reduce_scatter: return reduce_scatter(c);
-    case OpKind::broadcast: {
-      char* p = static_cast<char*>(c.out.data_ptr());
-      int64_t count = c.out.numel();
-      MPI_Datatype t = mpi_type(c.out.dtype());
-      int64_t off = 0;
-      do {  // at least once, like the other calls, even for an empty tensor
-        int n = int(std::min(kMaxChunk, count - off));
-        void* at = p + off * int64_t(itemsize(c.out.dtype()));
-        mpi_run(
-            ctx, [&] { return MPI_Bcast(at, n, t, c.peer, st_->comm); },
-            [&](MPI_Request* r) { return MPI_Ibcast(at, n, t, c.peer, st_->comm, r); });
-        off += kMaxChunk;
-      } while (off < count);
-      return;
-    }
-    case OpKind::barrier:
-      return mpi_run(
-          ctx, [&] { return MPI_Barrier(st_->comm); },
-          [&](MPI_Request* r) { return MPI_Ibarrier(st_->comm, r); });
-    default: fathom::detail::fail(context(c, *st_), ": not an MPI collective");
-  }
-}
-
-// Divides by the group size after a sum: avg in the tensor's own dtype (halves compute in f32).
-static void divide_by(const Tensor& t, int n) {
-  if (n > 1 && t.numel()) ops::binary_out(BinaryOp::div, t, double(n), t);
-}
-
-void MpiBackend::allreduce(Call& c) {
-  // In place, straight on the tensor's memory: no copies, whatever the dtype.
-  char* p = static_cast<char*>(c.out.data_ptr());
-  int64_t count = c.out.numel();
-  MPI_Datatype t = mpi_type(c.out.dtype());
-  MPI_Op op = mpi_op(c.reduce, c.out.dtype());
-  int64_t off = 0;
-  do {
-    int n = int(std::min(kMaxChunk, count - off));
-    void* at = p + off * int64_t(itemsize(c.out.dtype()));
-    mpi_run(
-        [&] { return context(c, *st_); },
-        [&] { return MPI_Allreduce(MPI_IN_PLACE, at, n, t, op, st_->comm); },
-        [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, at, n, t, op, st_->comm, r); });
-    off += kMaxChunk;
-  } while (off < count);
-  if (c.reduce == ReduceOp::avg) divide_by(c.out, st_->size);
-}
-
-void MpiBackend::allgather(Call& c) {
-  int n = int(c.in.numel());
-  MPI_Datatype t = mpi_type(c.in.dtype());
-  void* out = c.out.data_ptr();
-  // In place: the input is this rank's block of the output (ProcessGroup::allgather checked).
-  void* in = c.in.data_ptr() == static_cast<char*>(out) + int64_t(st_->rank) * n * int64_t(itemsize(c.in.dtype()))
-                 ? MPI_IN_PLACE : c.in.data_ptr();
-  mpi_run(
-      [&] { return context(c, *st_); }, [&] { return MPI_Allgather(in, n, t, out, n, t, st_->comm); },
-      [&](MPI_Request* r) { return MPI_Iallgather(in, n, t, out, n, t, st_->comm, r); });
-}
-
-void MpiBackend::reduce_scatter(Call& c) {
-  int n = int(c.out.numel());
-  MPI_Datatype t = mpi_type(c.in.dtype());
-  MPI_Op op = mpi_op(c.reduce, c.in.dtype());
-  void* in = c.in.data_ptr();
-  void* out = c.out.data_ptr();
-  mpi_run(
-      [&] { return context(c, *st_); },
-      [&] { return MPI_Reduce_scatter_block(in, out, n, t, op, st_->comm); },
-      [&](MPI_Request* r) { return MPI_Ireduce_scatter_block(in, out, n, t, op, st_->comm, r); });
-  if (c.reduce == ReduceOp::avg) divide_by(c.out, st_->size);
 }
 
 }  // namespace fathom::comm::internal

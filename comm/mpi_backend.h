@@ -30,6 +30,12 @@ namespace fathom::comm::internal {
 
 class MpiBackend;
 
+// MPI counts are ints: allreduce, broadcast, send and recv go in chunks of this many elements.
+inline constexpr int64_t kMaxChunk = int64_t(1) << 30;
+
+// "<call> (seq N) on <group>": how errors name a call.
+std::string call_context(const Call& c, const GroupState& st);
+
 // A CPU call's handle: the comm thread fills it in; wait() sleeps on a condition variable.
 class MpiWork final : public Work {
  public:
