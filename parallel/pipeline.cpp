@@ -133,7 +133,9 @@ double Pipeline::step(const std::vector<Tensor>& inputs, const std::vector<Tenso
     double wall = wall_now() - t0 - (stats_.wait_s - w0);
     stats_.action_s.push_back(wall);
     stats_.compute_s += wall;
-    stats_.compute_cpu_s += thread_cpu_now() - c0;
+    double cpu = thread_cpu_now() - c0;
+    stats_.action_cpu_s.push_back(cpu);
+    stats_.compute_cpu_s += cpu;
   }
   double t0 = wall_now();
   comm::wait_all(sends_);

@@ -67,7 +67,8 @@ struct PipelineStepStats {
   double compute_s = 0;      // wall time inside F, B, BI and W (their waits excluded)
   double compute_cpu_s = 0;  // the same, as this thread's CPU time
   double wait_s = 0;         // blocked on receives (and the final sends and loss broadcast)
-  std::vector<double> action_s;  // wall time of each action, in schedule order
+  std::vector<double> action_s;      // wall time of each action, in schedule order
+  std::vector<double> action_cpu_s;  // this thread's CPU time in each action
 };
 
 class Pipeline {
