@@ -55,9 +55,10 @@ Pipeline::Pipeline(comm::ProcessGroup& pp_group, std::vector<std::shared_ptr<nn:
   FATHOM_CHECK(p_ == 1 || !options_.activation_shape().empty(), "Pipeline: activation_shape is "
                "not set; a stage must know the shape of what it receives (one micro-batch's "
                "output of a stage, e.g. {b, T, C})");
-  // Tags: (micro-batch, receiving chunk, direction) must fit DeepComm's [0, 32000).
-  FATHOM_CHECK(int64_t(m_) * v_ * 2 <= 32000, "Pipeline: m=", m_, " micro-batches x v=", v_,
-               " chunks need ", int64_t(m_) * v_ * 2, " message tags; at most 32000 exist");
+  // Tags: (micro-batch, receiving chunk, direction) must fit DeepComm's [0, 32000), below
+  // 31999, which split_gpt's tied-embedding exchange uses.
+  FATHOM_CHECK(int64_t(m_) * v_ <= 15999, "Pipeline: m=", m_, " micro-batches x v=", v_,
+               " chunks need ", int64_t(m_) * v_ * 2, " message tags; at most 31998 are free");
   actions_ = make_schedule(options_.schedule(), p_, m_, v_, rank_);
   // Every rank checks the whole schedule (cheap): a deadlock is an error here, not a hang.
   simulate_schedule(options_.schedule(), p_, m_, v_);

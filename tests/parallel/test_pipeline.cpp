@@ -168,6 +168,13 @@ TEST_CASE("pipeline: bad configurations are errors", "[pipeline]") {
                     Catch::Contains("only the interleaved schedule"));
   CHECK_THROWS_WITH(parallel::Pipeline(*alone, st.chunks, nullptr, parallel::PipelineOptions()),
                     Catch::Contains("no loss function"));
+  // The activation a chunk hands on must be what the next one was told to expect.
+  parallel::Pipeline wrong(*alone, st.chunks, parallel::gpt_loss,
+                           parallel::PipelineOptions().schedule(parallel::ScheduleKind::interleaved_1f1b)
+                               .microbatches(1).activation_shape({kB, kT, 8}));
+  auto [idx, tgt] = batch(0, kB);
+  CHECK_THROWS_WITH(wrong.step({idx}, {tgt}), Catch::Contains("stage 0 output [2, 8, 16]") &&
+                                                  Catch::Contains("is not the activation_shape [2, 8, 8]"));
   parallel::Pipeline pipe(*alone, {st.chunks[0]}, parallel::gpt_loss, parallel::PipelineOptions().microbatches(2));
   CHECK_THROWS_WITH(pipe.step({}, {}), Catch::Contains("the first stage needs 2 micro-batch inputs, got 0"));
 }
