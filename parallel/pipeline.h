@@ -29,7 +29,8 @@
 // that encode (micro-batch, chunk, direction), so messages arrive while this rank computes;
 // the executor waits on one only when its action starts, and on all sends at the end.
 // Gradients accumulate in the parameters' grad (call zero_grad before), and step() returns the
-// mean loss of the last stage on every rank of pp_group (broadcast).
+// mean loss of the last stage on every rank of pp_group (broadcast). With DDP on the chunks,
+// hold no_sync() for the step and release it in before_last_backward (docs/pipeline.md).
 //
 // Between stages travels one tensor per micro-batch, of activation_shape and activation_dtype
 // on activation_device (the receiver allocates it before the data arrives). Tested on CPU
@@ -57,6 +58,10 @@ struct PipelineOptions {
   FATHOM_ARG(Device, activation_device) = Device::cpu();
   // How many actions ahead receives are posted (each holds one buffer until used).
   FATHOM_ARG(int, prefetch) = 2;
+  // Called with a chunk just before the step's last backward pass that accumulates into that
+  // chunk's parameters (its last B or W). Data parallelism over DDP: hold ddp.no_sync() for
+  // the step and release it here, so DDP reduces once per step, overlapping that last pass.
+  FATHOM_ARG(std::function<void(int chunk)>, before_last_backward);
 };
 
 // What one step cost this rank (timings busy on a shared machine; see bench_pipeline).
@@ -107,6 +112,7 @@ class Pipeline {
   PipelineOptions options_;
   int p_, rank_, v_, m_;
   std::vector<Action> actions_;
+  std::vector<size_t> last_backward_;  // per chunk: the index of its last B or W in actions_
   PipelineStepStats stats_;
   // Per step.
   std::vector<std::unique_ptr<MicroState>> state_;  // [chunk * m + microbatch]
