@@ -23,8 +23,9 @@
 //   once; W is autograd::backward_excluding that input, which accumulates the parameters'
 //   gradients and frees the graph. Until W runs the whole graph stays alive, so a micro-batch's
 //   activations live from its F to its W (ZB-H1's schedule bounds that to p micro-batches).
-//   Nodes on both paths (every matmul with a weight) run in both halves: Fathom's nodes compute
-//   all their inputs' gradients at once, so on a transformer BI + W costs more than one B.
+//   BI computes no weight gradients (matmul asks autograd::input_wanted), but W starts again
+//   from the output and recomputes the activation-gradient chain to reach earlier layers'
+//   weights: on a GPT stage BI + W costs about 1.3 x B (docs/pipeline.md).
 // Receives are posted before they are needed (the next `prefetch` actions' inputs) with tags
 // that encode (micro-batch, chunk, direction), so messages arrive while this rank computes;
 // the executor waits on one only when its action starts, and on all sends at the end.
