@@ -7,6 +7,9 @@
 // the most recently created. A leaf's hooks therefore fire the moment its last gradient lands,
 // while the rest of the graph is still to run.
 #include <functional>
+#include <memory>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "fathom/autograd/meta.h"
@@ -37,6 +40,25 @@ Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
 // node on both paths (a matmul with a weight) runs in both halves.
 void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                         const std::vector<Edge>& skip, bool retain_graph = false);
+
+// A split backward that runs each node once (what zero-bubble pipelines want): grad_input()
+// computes the gradients to `at` (a stage's input) with every weight gradient left out, and
+// keeps, for each node it ran that leaves one out, the gradients that node received;
+// backward_weight() then runs only those nodes again, for their weight inputs only, and the
+// nodes below them that lead to leaves: each leaf accumulates and fires its hooks as in
+// backward(), the graph is freed, and `pending` is empty again. Together they compute what one
+// backward() would, each node's gradients once (matmul: dX in the first half, dW in the
+// second). Until backward_weight() the graph and the kept gradients stay alive.
+struct WeightGradPending {
+  std::vector<std::pair<std::shared_ptr<Node>, Grads>> seeds;
+  std::unordered_set<const Node*> ran;  // every node grad_input() ran
+  std::vector<Edge> at;                 // the input edges, which get nothing in the weight half
+  bool started = false;
+  bool empty() const { return !started; }
+};
+Grads grad_input(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                 const std::vector<Edge>& at, WeightGradPending& pending);
+void backward_weight(WeightGradPending& pending);
 
 // Inside a backward function: false when the engine will drop the gradient of the node's input
 // `input` (pruned by grad() or backward_excluding()), so the function may skip computing it
