@@ -36,8 +36,8 @@ Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
 // backward() that sends no gradient along the edges `skip` (gradient_edge(x) of an input x):
 // nodes that lead only there do not run, while every other leaf accumulates and fires its hooks
 // as in backward(). With grad() to those edges it splits one backward in two, input gradients
-// first and weight gradients later, as zero-bubble pipeline schedules do (docs/pipeline.md): a
-// node on both paths (a matmul with a weight) runs in both halves.
+// first and weight gradients later, but the second half restarts from the roots, so nodes on
+// the input's path run in both; grad_input() and backward_weight() below do not.
 void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                         const std::vector<Edge>& skip, bool retain_graph = false);
 
@@ -61,7 +61,7 @@ Grads grad_input(const std::vector<Tensor>& roots, const std::vector<Tensor>& gr
 void backward_weight(WeightGradPending& pending);
 
 // Inside a backward function: false when the engine will drop the gradient of the node's input
-// `input` (pruned by grad() or backward_excluding()), so the function may skip computing it
+// `input` (pruned by grad(), backward_excluding(), grad_input() or backward_weight()), so the function may skip computing it
 // (matmul skips its weight GEMM during a pipeline's input-gradient pass). True everywhere else.
 bool input_wanted(size_t input);
 
