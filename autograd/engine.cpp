@@ -158,14 +158,12 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
 
   // Dependencies: how many edges point at each node from the part of the graph we will run.
   std::unordered_map<Node*, int64_t> deps;
-  std::vector<Node*> order;  // every node reached, in discovery order
   {
     std::unordered_set<Node*> seen{root.get()};
     std::vector<Node*> stack{root.get()};
     while (!stack.empty()) {
       Node* n = stack.back();
       stack.pop_back();
-      order.push_back(n);
       for (const Edge& e : n->next()) {
         if (!e.fn || stopped(n, e)) continue;
         if (capture) owners.emplace(e.fn.get(), e.fn);
