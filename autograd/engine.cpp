@@ -113,20 +113,41 @@ void root_edges(const std::vector<Tensor>& roots, const std::vector<Tensor>& gra
 }
 
 // Runs the graph from the root edges; with `stops`, only down to them (grad()).
-void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* stops) {
+// Edges backward_excluding() leaves out: (node, output) pairs no gradient flows into.
+struct Skips {
+  std::unordered_map<const Node*, std::vector<uint32_t>> at;
+  bool skips(const Edge& e) const {
+    auto it = at.find(e.fn.get());
+    if (it == at.end()) return false;
+    for (uint32_t k : it->second)
+      if (k == e.input_nr) return true;
+    return false;
+  }
+};
+
+// Runs the graph from the root edges; with `stops`, only down to them (grad()); with `skips`,
+// never along those edges. With either, a node that leads to no wanted sink (a requested stop;
+// an accumulator not skipped; a tensor retaining its grad) is pruned: it does not run, so the
+// two halves of a split backward (pipeline.md) each compute only what they need.
+void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* stops,
+         const Skips* skips = nullptr) {
   NoGradGuard no_grad;
   CallbackScope callbacks;
   auto root = std::make_shared<GraphRoot>(std::move(edges), std::move(root_grads));
-  auto stopped = [&](const Edge& e) { return stops && stops->stops(e.fn.get()); };
+  auto stopped = [&](const Edge& e) {
+    return (stops && stops->stops(e.fn.get())) || (skips && skips->skips(e));
+  };
 
   // Dependencies: how many edges point at each node from the part of the graph we will run.
   std::unordered_map<Node*, int64_t> deps;
+  std::vector<Node*> order;  // every node reached, in discovery order
   {
     std::unordered_set<Node*> seen{root.get()};
     std::vector<Node*> stack{root.get()};
     while (!stack.empty()) {
       Node* n = stack.back();
       stack.pop_back();
+      order.push_back(n);
       for (const Edge& e : n->next()) {
         if (!e.fn || stopped(e)) continue;
         ++deps[e.fn.get()];
@@ -134,6 +155,35 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
       }
     }
   }
+  // Pruning: `useful` holds the nodes that lead to a wanted sink. Nodes are visited children
+  // first (a topological order reversed), so each node's children are decided before it.
+  std::unordered_set<Node*> useful;
+  const bool prune = stops || skips;
+  if (prune) {
+    std::unordered_map<Node*, int64_t> left = deps;
+    std::vector<Node*> topo{root.get()};
+    for (size_t i = 0; i < topo.size(); ++i)
+      for (const Edge& e : topo[i]->next())
+        if (e.fn && !stopped(e) && --left[e.fn.get()] == 0) topo.push_back(e.fn.get());
+    for (size_t i = topo.size(); i-- > 0;) {
+      Node* n = topo[i];
+      bool use = n->is_accumulator() || !n->retained.empty();
+      for (const Edge& e : n->next()) {
+        if (use) break;
+        if (!e.fn) continue;
+        if (stopped(e)) use = stops && stops->at.count(e.fn.get()) && !(skips && skips->skips(e));
+        else use = useful.count(e.fn.get()) > 0;
+      }
+      if (use) useful.insert(n);
+    }
+    if (!useful.count(root.get())) return;  // nothing wanted is reachable
+    deps.clear();
+    for (Node* n : topo)
+      if (useful.count(n))
+        for (const Edge& e : n->next())
+          if (e.fn && !stopped(e) && useful.count(e.fn.get())) ++deps[e.fn.get()];
+  }
+  auto pruned = [&](const Edge& e) { return prune && !stopped(e) && !useful.count(e.fn.get()); };
 
   // Gradients received so far for each node's outputs, summed over consumers.
   std::unordered_map<Node*, Grads> buffers;
@@ -168,8 +218,9 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
     const auto& next = node->next();
     for (size_t i = 0; i < next.size(); ++i) {
       const Edge& e = next[i];
-      if (!e.fn) continue;
+      if (!e.fn || pruned(e)) continue;
       bool has = i < out.size() && out[i].defined();
+      if (skips && skips->skips(e)) continue;
       if (stopped(e)) {
         if (has) stops->deliver(e.fn.get(), e.input_nr, conform(std::move(out[i]), *node, i, *e.fn, e.input_nr));
         continue;
@@ -218,6 +269,18 @@ Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
   }
   run(std::move(edges), std::move(root_grads), retain_graph, &stops);
   return std::move(stops.grads);
+}
+
+void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                        const std::vector<Edge>& skip, bool retain_graph) {
+  std::vector<Edge> edges;
+  Grads root_grads;
+  root_edges(roots, grads, "backward_excluding", edges, root_grads);
+  Skips skips;
+  for (const Edge& e : skip)
+    if (e.fn) skips.at[e.fn.get()].push_back(e.input_nr);
+  trace::Scope span("autograd", "backward");
+  run(std::move(edges), std::move(root_grads), retain_graph, nullptr, &skips);
 }
 
 void queue_callback(std::function<void()> fn) {

@@ -25,9 +25,18 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
 // gradient_edge(t) for a tensor t, or a node's own next()): the graph runs from the roots down
 // to those edges, and what reaches each is summed and returned, one per edge (undefined where
 // nothing arrives). Nothing at or past them runs, and no accumulator runs at all, so no leaf's
-// grad changes and no hook fires. Frees the part it ran unless retain_graph.
+// grad changes and no hook fires. Nodes that lead to none of those edges do not run either.
+// Frees the part it ran unless retain_graph.
 Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
            const std::vector<Edge>& at, bool retain_graph = false);
+
+// backward() that sends no gradient along the edges `skip` (gradient_edge(x) of an input x):
+// nodes that lead only there do not run, while every other leaf accumulates and fires its hooks
+// as in backward(). With grad() to those edges it splits one backward in two, input gradients
+// first and weight gradients later, as zero-bubble pipeline schedules do (docs/pipeline.md): a
+// node on both paths (a matmul with a weight) runs in both halves.
+void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                        const std::vector<Edge>& skip, bool retain_graph = false);
 
 // Queues fn to run once the backward pass running on this thread has finished every node,
 // before backward() returns (PyTorch's queue_callback). Callbacks run in the order queued and

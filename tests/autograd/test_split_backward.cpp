@@ -1,0 +1,66 @@
+// The split backward of zero-bubble pipeline schedules: grad() to the input, then
+// backward_excluding() the input, gives what one backward() gives, and each half runs only the
+// nodes that lead where it is going (pruning), which is what makes the split worth anything.
+#include "grad_helpers.h"
+
+using namespace fathom;
+using namespace fathom::testing;
+
+namespace {
+// y = t * 2, recorded as a node that counts how often its backward runs.
+Tensor counted(const Tensor& t, int& calls) {
+  Tensor y = ops::binary(BinaryOp::mul, t, full({}, 2.0, t.options()));
+  return autograd::record("counted", {t}, y, [&calls](const autograd::Grads& g) -> autograd::Grads {
+    ++calls;
+    return {ops::binary(BinaryOp::mul, g[0], full({}, 2.0, g[0].options()))};
+  });
+}
+}  // namespace
+
+TEST_CASE("split backward: input half then weight half equals one backward", "[autograd]") {
+  Generator gen(3);
+  Tensor x0 = randn({4, 3}, kFloat64, &gen), w0 = randn({3, 5}, kFloat64, &gen);
+  Tensor b0 = randn({5}, kFloat64, &gen), g = randn({4, 5}, kFloat64, &gen);
+  int act_calls = 0, weight_calls = 0;
+  auto forward = [&](const Tensor& x, const Tensor& w, const Tensor& b) {
+    // counted(x) lies only on the input's path, counted(b) only on a weight's.
+    return matmul(counted(x, act_calls), w) + counted(b, weight_calls);
+  };
+  Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+  autograd::backward({forward(x, w, b)}, {g});
+  REQUIRE(act_calls == 1);
+  REQUIRE(weight_calls == 1);
+
+  Tensor xs = x0.clone().requires_grad_(), ws = w0.clone().requires_grad_(), bs = b0.clone().requires_grad_();
+  act_calls = weight_calls = 0;
+  Tensor y = forward(xs, ws, bs);
+  autograd::Grads dx = autograd::grad({y}, {g}, {autograd::gradient_edge(xs)}, /*retain_graph=*/true);
+  CHECK(act_calls == 1);
+  CHECK(weight_calls == 0);  // pruned: it leads to no requested edge
+  CHECK_FALSE(ws.grad().defined());
+  expect_close(dx[0], x.grad(), 1e-12, 1e-12, "input grad");
+  autograd::backward_excluding({y}, {g}, {autograd::gradient_edge(xs)});
+  CHECK(act_calls == 1);  // the input's own path is not run again
+  CHECK(weight_calls == 1);
+  CHECK_FALSE(xs.grad().defined());  // nothing flowed into the excluded input
+  expect_close(ws.grad(), w.grad(), 1e-12, 1e-12, "weight grad");
+  expect_close(bs.grad(), b.grad(), 1e-12, 1e-12, "bias grad");
+  // The weight half freed the graph.
+  CHECK_THROWS(autograd::backward({y}, {g}));
+}
+
+TEST_CASE("backward_excluding fires leaf hooks once and skips only the listed edge", "[autograd]") {
+  Tensor x = from_vector(std::vector<double>{1, 2}, {2}, kFloat64).requires_grad_();
+  Tensor w = from_vector(std::vector<double>{3, 4}, {2}, kFloat64).requires_grad_();
+  int fired = 0;
+  autograd::register_post_accumulate_hook(w, [&](const Tensor&) { ++fired; });
+  Tensor loss = (x * w * w).sum();  // d/dw = 2 x w
+  autograd::backward_excluding({loss}, {}, {autograd::gradient_edge(x)});
+  CHECK(fired == 1);
+  expect_close(w.grad(), {6, 16}, 0, 0);
+  CHECK_FALSE(x.grad().defined());
+  // Nothing wanted reachable: a no-op, not an error.
+  Tensor only_x = (x * x).sum();
+  autograd::backward_excluding({only_x}, {}, {autograd::gradient_edge(x)});
+  CHECK_FALSE(x.grad().defined());
+}
