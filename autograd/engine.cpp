@@ -59,6 +59,16 @@ struct CallbackScope {
   ~CallbackScope() { t_callbacks = outer; }
 };
 
+// The wanted-inputs mask of the node running on this thread (null: every input is wanted).
+// Saved and restored around each apply, so a nested backward (recompute) sees its own.
+thread_local const std::vector<bool>* t_wanted = nullptr;
+
+struct WantedScope {
+  const std::vector<bool>* outer;
+  explicit WantedScope(const std::vector<bool>* w) : outer(t_wanted) { t_wanted = w; }
+  ~WantedScope() { t_wanted = outer; }
+};
+
 struct ReadyOrder {
   // Accumulators first (a finished leaf fires its hooks at once), then the newest node.
   bool operator()(const Node* a, const Node* b) const {
@@ -212,7 +222,21 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
           in[k] = zeros(o.shape, {o.dtype, o.device});
         }
 
-    Grads out = node->apply(std::move(in));
+    // Which inputs' gradients will be used (input_wanted()); only a pruning run leaves some out.
+    std::vector<bool> wanted;
+    if (prune) {
+      wanted.resize(node->next().size());
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        const Edge& e = node->next()[i];
+        bool skipped = skips && skips->skips(e);
+        wanted[i] = e.fn && !skipped && !pruned(e) && (!stopped(e) || stops->at.count(e.fn.get()));
+      }
+    }
+    Grads out;
+    {
+      WantedScope scope(prune ? &wanted : nullptr);
+      out = node->apply(std::move(in));
+    }
     if (!retain_graph) node->release();
 
     const auto& next = node->next();
@@ -281,6 +305,10 @@ void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tens
     if (e.fn) skips.at[e.fn.get()].push_back(e.input_nr);
   trace::Scope span("autograd", "backward");
   run(std::move(edges), std::move(root_grads), retain_graph, nullptr, &skips);
+}
+
+bool input_wanted(size_t input) {
+  return !t_wanted || input >= t_wanted->size() || (*t_wanted)[input];
 }
 
 void queue_callback(std::function<void()> fn) {

@@ -38,6 +38,11 @@ Grads grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
 void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                         const std::vector<Edge>& skip, bool retain_graph = false);
 
+// Inside a backward function: false when the engine will drop the gradient of the node's input
+// `input` (pruned by grad() or backward_excluding()), so the function may skip computing it
+// (matmul skips its weight GEMM during a pipeline's input-gradient pass). True everywhere else.
+bool input_wanted(size_t input);
+
 // Queues fn to run once the backward pass running on this thread has finished every node,
 // before backward() returns (PyTorch's queue_callback). Callbacks run in the order queued and
 // may queue more. Call it from inside backward (from a hook or a node); elsewhere it throws.

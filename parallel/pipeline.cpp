@@ -55,10 +55,15 @@ Pipeline::Pipeline(comm::ProcessGroup& pp_group, std::vector<std::shared_ptr<nn:
   FATHOM_CHECK(p_ == 1 || !options_.activation_shape().empty(), "Pipeline: activation_shape is "
                "not set; a stage must know the shape of what it receives (one micro-batch's "
                "output of a stage, e.g. {b, T, C})");
-  // Tags: (micro-batch, receiving chunk, direction) must fit DeepComm's [0, 32000).
-  FATHOM_CHECK(int64_t(m_) * v_ * 2 <= 32000, "Pipeline: m=", m_, " micro-batches x v=", v_,
-               " chunks need ", int64_t(m_) * v_ * 2, " message tags; at most 32000 exist");
+  // Tags: (micro-batch, receiving chunk, direction) must fit DeepComm's [0, 32000), below
+  // 31999, which split_gpt's tied-embedding exchange uses.
+  FATHOM_CHECK(int64_t(m_) * v_ <= 15999, "Pipeline: m=", m_, " micro-batches x v=", v_,
+               " chunks need ", int64_t(m_) * v_ * 2, " message tags; at most 31998 are free");
   actions_ = make_schedule(options_.schedule(), p_, m_, v_, rank_);
+  last_backward_.assign(size_t(v_), 0);
+  for (size_t i = 0; i < actions_.size(); ++i)
+    if (actions_[i].kind == ActionKind::backward || actions_[i].kind == ActionKind::backward_weight)
+      last_backward_[size_t(actions_[i].chunk)] = i;
   // Every rank checks the whole schedule (cheap): a deadlock is an error here, not a hang.
   simulate_schedule(options_.schedule(), p_, m_, v_);
 }
@@ -133,7 +138,9 @@ double Pipeline::step(const std::vector<Tensor>& inputs, const std::vector<Tenso
     double wall = wall_now() - t0 - (stats_.wait_s - w0);
     stats_.action_s.push_back(wall);
     stats_.compute_s += wall;
-    stats_.compute_cpu_s += thread_cpu_now() - c0;
+    double cpu = thread_cpu_now() - c0;
+    stats_.action_cpu_s.push_back(cpu);
+    stats_.compute_cpu_s += cpu;
   }
   double t0 = wall_now();
   comm::wait_all(sends_);
@@ -163,6 +170,10 @@ void Pipeline::run_action(size_t i, const std::vector<Tensor>& inputs,
     if (!g.defined()) g = zeros(st->input.shape(), st->input.options());  // input unused
     g = ops::contiguous(g);
     send_to(g, s - 1, mb, false);
+  };
+  auto before_accumulating = [&]() {
+    if (options_.before_last_backward() && last_backward_[size_t(a.chunk)] == i)
+      options_.before_last_backward()(a.chunk);
   };
   switch (a.kind) {
     case ActionKind::forward: {
@@ -200,6 +211,7 @@ void Pipeline::run_action(size_t i, const std::vector<Tensor>& inputs,
     case ActionKind::backward: {
       FATHOM_CHECK(st != nullptr, "Pipeline: ", action_str(a), " before its forward");
       Tensor g = root_grad();
+      before_accumulating();
       autograd::backward({st->root}, {g});
       if (s > 0) send_input_grad(st->input.grad());
       st.reset();  // the activations go now, not at the end of the step
@@ -219,6 +231,7 @@ void Pipeline::run_action(size_t i, const std::vector<Tensor>& inputs,
     case ActionKind::backward_weight: {
       FATHOM_CHECK(st != nullptr && st->root_grad.defined(), "Pipeline: ", action_str(a),
                    " before its BI");
+      before_accumulating();
       if (s > 0)
         autograd::backward_excluding({st->root}, {st->root_grad}, {autograd::gradient_edge(st->input)});
       else

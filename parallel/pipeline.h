@@ -29,7 +29,8 @@
 // that encode (micro-batch, chunk, direction), so messages arrive while this rank computes;
 // the executor waits on one only when its action starts, and on all sends at the end.
 // Gradients accumulate in the parameters' grad (call zero_grad before), and step() returns the
-// mean loss of the last stage on every rank of pp_group (broadcast).
+// mean loss of the last stage on every rank of pp_group (broadcast). With DDP on the chunks,
+// hold no_sync() for the step and release it in before_last_backward (docs/pipeline.md).
 //
 // Between stages travels one tensor per micro-batch, of activation_shape and activation_dtype
 // on activation_device (the receiver allocates it before the data arrives). Tested on CPU
@@ -57,6 +58,10 @@ struct PipelineOptions {
   FATHOM_ARG(Device, activation_device) = Device::cpu();
   // How many actions ahead receives are posted (each holds one buffer until used).
   FATHOM_ARG(int, prefetch) = 2;
+  // Called with a chunk just before the step's last backward pass that accumulates into that
+  // chunk's parameters (its last B or W). Data parallelism over DDP: hold ddp.no_sync() for
+  // the step and release it here, so DDP reduces once per step, overlapping that last pass.
+  FATHOM_ARG(std::function<void(int chunk)>, before_last_backward);
 };
 
 // What one step cost this rank (timings busy on a shared machine; see bench_pipeline).
@@ -67,7 +72,8 @@ struct PipelineStepStats {
   double compute_s = 0;      // wall time inside F, B, BI and W (their waits excluded)
   double compute_cpu_s = 0;  // the same, as this thread's CPU time
   double wait_s = 0;         // blocked on receives (and the final sends and loss broadcast)
-  std::vector<double> action_s;  // wall time of each action, in schedule order
+  std::vector<double> action_s;      // wall time of each action, in schedule order
+  std::vector<double> action_cpu_s;  // this thread's CPU time in each action
 };
 
 class Pipeline {
@@ -106,6 +112,7 @@ class Pipeline {
   PipelineOptions options_;
   int p_, rank_, v_, m_;
   std::vector<Action> actions_;
+  std::vector<size_t> last_backward_;  // per chunk: the index of its last B or W in actions_
   PipelineStepStats stats_;
   // Per step.
   std::vector<std::unique_ptr<MicroState>> state_;  // [chunk * m + microbatch]

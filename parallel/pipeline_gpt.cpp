@@ -101,7 +101,7 @@ void GPTStages::allreduce_tied_embedding(comm::ProcessGroup& pp) const {
   FATHOM_CHECK(g.defined(), "allreduce_tied_embedding: wte.weight on pp rank ", pp_rank,
                " has no gradient; call it after the pipeline step's backward");
   int peer = pp_rank == 0 ? pp_size - 1 : 0;
-  constexpr int kTag = 31999;  // above every tag a Pipeline uses for m * v <= 15999
+  constexpr int kTag = 31999;  // above every tag a Pipeline uses (it allows m * v <= 15999)
   Tensor mine = ops::contiguous(g.detach()).clone(), theirs = empty(g.shape(), g.options());
   comm::wait_all({pp.send(mine, peer, kTag), pp.recv(theirs, peer, kTag)});
   NoGradGuard no_grad;

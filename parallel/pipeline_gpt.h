@@ -57,7 +57,7 @@ struct GPTStages {
   // The wte this rank holds (first or last stage), or undefined.
   Tensor wte_weight() const;
   // After backward: the first and last stage (pp ranks 0 and p - 1) add each other's wte
-  // gradient (send/recv on pp_group, tag 31999). No-op on other ranks and when p = 1.
+  // gradient (send/recv on pp_group, tag 31999, which no Pipeline uses). No-op on other ranks and when p = 1.
   void allreduce_tied_embedding(comm::ProcessGroup& pp_group) const;
 };
 

@@ -1,4 +1,5 @@
 // Differentiable matrix product.
+#include "fathom/autograd/engine.h"
 #include "fathom/autograd/ops/common.h"
 
 namespace fathom {
@@ -28,11 +29,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                   if (sa.size() == 1) g = ops::unsqueeze(g, g.dim() - (sb.size() == 1 ? 0 : 1));
                   if (sb.size() == 1) g = ops::unsqueeze(g, -1);
                   Tensor ga, gb;
-                  if (b.defined()) {
+                  // A split backward wants only one side (docs/pipeline.md): skip the other GEMM.
+                  if (b.defined() && autograd::input_wanted(0)) {
                     ga = ops::matmul(g, mT(ops::reshape(b, b2)));
                     ga = ops::reshape(ops::sum_to(ga, a2), sa);
                   }
-                  if (a.defined()) {
+                  if (a.defined() && autograd::input_wanted(1)) {
                     Tensor ar = ops::reshape(a, a2);
                     if (b2.size() == 2) {
                       // x [..., M, K] @ W [K, N]: one GEMM over the folded batch, not a batched

@@ -64,3 +64,31 @@ TEST_CASE("backward_excluding fires leaf hooks once and skips only the listed ed
   autograd::backward_excluding({only_x}, {}, {autograd::gradient_edge(x)});
   CHECK_FALSE(x.grad().defined());
 }
+
+TEST_CASE("input_wanted tells a node which gradients a split backward will use", "[autograd]") {
+  Generator gen(5);
+  Tensor x = randn({3, 4}, kFloat64, &gen).requires_grad_();
+  Tensor w = randn({4, 2}, kFloat64, &gen).requires_grad_();
+  std::vector<std::pair<bool, bool>> seen;  // (x wanted, w wanted) at each run of the node
+  Tensor h = x * 1.0;                        // x reaches the node through another node
+  Tensor y = ops::matmul(h, w);
+  y = autograd::record("probe", {h, w}, y, [&](const autograd::Grads& g) -> autograd::Grads {
+    seen.emplace_back(autograd::input_wanted(0), autograd::input_wanted(1));
+    return {ops::matmul(g[0], ops::transpose(w.detach(), 0, 1)), ops::matmul(ops::transpose(h.detach(), 0, 1), g[0])};
+  });
+  Tensor g = randn({3, 2}, kFloat64, &gen);
+  autograd::grad({y}, {g}, {autograd::gradient_edge(x)}, /*retain_graph=*/true);
+  autograd::backward_excluding({y}, {g}, {autograd::gradient_edge(x)}, /*retain_graph=*/true);
+  autograd::backward({y}, {g});
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0] == std::pair{true, false});  // input half: w's gradient is dropped
+  CHECK(seen[1] == std::pair{false, true});  // weight half: h leads only to the excluded x
+  CHECK(seen[2] == std::pair{true, true});   // a plain backward wants everything
+  // matmul skips the unwanted side and the results are unchanged: dW = h^T g.
+  Tensor x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_();
+  Tensor y2 = matmul(x2 * 1.0, w2);
+  autograd::Grads dx = autograd::grad({y2}, {g}, {autograd::gradient_edge(x2)}, true);
+  autograd::backward_excluding({y2}, {g}, {autograd::gradient_edge(x2)});
+  expect_close(dx[0], to_vector(ops::matmul(g, ops::transpose(w.detach(), 0, 1))), 1e-12, 1e-12, "dx");
+  expect_close(w2.grad(), to_vector(ops::matmul(ops::transpose(x.detach(), 0, 1), g)), 1e-12, 1e-12, "dw");
+}

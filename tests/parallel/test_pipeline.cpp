@@ -3,8 +3,11 @@
 // losses and parameters; the two copies of the tied embedding stay bitwise equal.
 #include "testing.h"
 
+#include <optional>
+
 #include "fathom/comm/comm.h"
 #include "fathom/optim/optimizer.h"
+#include "fathom/parallel/ddp.h"
 #include "fathom/parallel/pipeline.h"
 #include "fathom/parallel/pipeline_gpt.h"
 
@@ -61,25 +64,40 @@ Reference train_reference(int64_t rows, double eps = 1e-8) {
 }
 
 // Trains with pp stages on `pp`, the replica's rows [dp_rank * m b, ...) of each global batch,
-// gradients averaged over `dp` (when given) after the pipeline step.
-void train_pipeline(comm::ProcessGroup& pp, comm::ProcessGroup* dp, parallel::ScheduleKind kind,
-                    int v, const Reference& ref, double eps = 1e-8, double atol = 1e-6) {
+// gradients averaged over `dp` (when given): by DDP on each chunk, synchronizing during the
+// step's last backward of the chunk (use_ddp), or by one allreduce per parameter after it.
+void train_pipeline(comm::ProcessGroup& pp, const std::shared_ptr<comm::ProcessGroup>& dp,
+                    parallel::ScheduleKind kind, int v, const Reference& ref, double eps = 1e-8,
+                    double atol = 1e-6, bool use_ddp = false) {
   int dp_size = dp ? dp->size() : 1, dp_rank = dp ? dp->rank() : 0;
   INFO(parallel::schedule_name(kind) << " p=" << pp.size() << " v=" << v << " dp=" << dp_size
        << " pp rank " << pp.rank());
   parallel::GPTStages st = parallel::split_gpt(small_config(), kSeed, pp.size(), pp.rank(), v);
-  parallel::Pipeline pipe(pp, st.chunks, parallel::gpt_loss,
-                          parallel::PipelineOptions().schedule(kind).microbatches(kMicro)
-                              .activation_shape(st.activation_shape(kB, kT)));
+  std::vector<std::unique_ptr<parallel::DistributedDataParallel>> ddps;
+  std::vector<std::optional<parallel::DistributedDataParallel::NoSync>> no_sync(st.chunks.size());
+  if (use_ddp)
+    for (auto& c : st.chunks) ddps.push_back(std::make_unique<parallel::DistributedDataParallel>(c, dp));
+  auto options = parallel::PipelineOptions().schedule(kind).microbatches(kMicro)
+                     .activation_shape(st.activation_shape(kB, kT));
+  if (use_ddp) options.before_last_backward([&](int c) { no_sync[size_t(c)].reset(); });
+  parallel::Pipeline pipe(pp, st.chunks, parallel::gpt_loss, options);
   optim::AdamW opt(st.named_parameters(), optim::AdamWOptions(1e-2).eps(eps));
+  int calls = 0;
   for (int s = 0; s < kSteps; ++s) {
     auto [idx, tgt] = batch(s, dp_size * kMicro * kB);
     int64_t first = dp_rank * kMicro * kB;
     opt.zero_grad();
+    for (size_t c = 0; c < ddps.size(); ++c) {
+      ddps[c]->prepare_forward();
+      no_sync[c].emplace(*ddps[c]);
+    }
     double loss = pipe.step(rows_of(idx, first, kMicro), rows_of(tgt, first, kMicro));
+    for (auto& g : no_sync) calls += g.has_value() ? 0 : 1;
     st.allreduce_tied_embedding(pp);
-    if (dp) {
+    if (dp && !use_ddp) {
       for (auto& [name, p] : st.named_parameters()) dp->allreduce(p.grad(), comm::ReduceOp::avg)->wait();
+    }
+    if (dp) {
       Tensor l = full({1}, loss, kFloat64);
       dp->allreduce(l, comm::ReduceOp::avg)->wait();
       loss = to_vector(l)[0];
@@ -92,6 +110,7 @@ void train_pipeline(comm::ProcessGroup& pp, comm::ProcessGroup* dp, parallel::Sc
     if (kind == parallel::ScheduleKind::one_f_one_b) CHECK(pipe.last_step().peak_in_flight == std::min(p - r, kMicro));
     if (kind == parallel::ScheduleKind::zb_h1) CHECK(pipe.last_step().peak_in_flight <= std::min(p, kMicro));
   }
+  if (use_ddp) CHECK(calls == kSteps * int(st.chunks.size()));  // every chunk synced every step
   for (auto& [name, p] : st.named_parameters()) {
     REQUIRE(ref.params.count(name));
     // The key third of qkv.bias has an exactly zero true gradient (softmax is shift-invariant
@@ -116,7 +135,7 @@ TEST_CASE("pipeline: every schedule over the world's ranks equals one process", 
   Reference ref = train_reference(kMicro * kB);
   for (parallel::ScheduleKind kind : parallel::all_schedules()) {
     int v = kind == parallel::ScheduleKind::interleaved_1f1b ? 2 : 1;
-    train_pipeline(*world, nullptr, kind, v, ref);
+    train_pipeline(*world, {}, kind, v, ref);
   }
 }
 
@@ -124,8 +143,8 @@ TEST_CASE("pipeline: p=1 is the plain model", "[pipeline][mpi]") {
   auto world = comm::init().world;
   auto alone = world->split(world->rank(), 0, "alone");
   Reference ref = train_reference(kMicro * kB);
-  train_pipeline(*alone, nullptr, parallel::ScheduleKind::one_f_one_b, 1, ref);
-  train_pipeline(*alone, nullptr, parallel::ScheduleKind::interleaved_1f1b, 2, ref);  // shares wte
+  train_pipeline(*alone, {}, parallel::ScheduleKind::one_f_one_b, 1, ref);
+  train_pipeline(*alone, {}, parallel::ScheduleKind::interleaved_1f1b, 2, ref);  // shares wte
   // The one chunk's forward is nn::GPT's.
   parallel::GPTStages st = parallel::split_gpt(small_config(), kSeed, 1, 0);
   Generator gen(kSeed);
@@ -136,7 +155,8 @@ TEST_CASE("pipeline: p=1 is the plain model", "[pipeline][mpi]") {
   CHECK(st.named_parameters().size() == gpt.named_parameters().size());
 }
 
-TEST_CASE("pipeline: dp x pp with gradients averaged over dp equals one process", "[pipeline][mpi]") {
+TEST_CASE("pipeline: dp x pp, gradients averaged over dp (DDP or after the step), equals one process",
+          "[pipeline][mpi]") {
   auto world = comm::init().world;
   if (world->size() != 4) {
     WARN("dp x pp needs 4 ranks; skipped with " << world->size());
@@ -152,8 +172,11 @@ TEST_CASE("pipeline: dp x pp with gradients averaged over dp equals one process"
   // per step, hence atol 1e-5 over 5 steps. eps 1e-6 (not 1e-8): a few first gradients here
   // cancel to ~1e-8, where lr g / (|g| + 1e-8) would turn their rounding into ~1e-4.
   Reference ref = train_reference(2 * kMicro * kB, 1e-6);
-  for (parallel::ScheduleKind kind : {parallel::ScheduleKind::one_f_one_b, parallel::ScheduleKind::zb_h1})
-    train_pipeline(*pp, dp.get(), kind, 1, ref, 1e-6, 1e-5);
+  for (parallel::ScheduleKind kind : {parallel::ScheduleKind::one_f_one_b, parallel::ScheduleKind::zb_h1}) {
+    train_pipeline(*pp, dp, kind, 1, ref, 1e-6, 1e-5);
+    train_pipeline(*pp, dp, kind, 1, ref, 1e-6, 1e-5, /*use_ddp=*/true);
+  }
+  train_pipeline(*pp, dp, parallel::ScheduleKind::interleaved_1f1b, 2, ref, 1e-6, 1e-5, true);
 }
 
 TEST_CASE("pipeline: bad configurations are errors", "[pipeline]") {
@@ -168,6 +191,13 @@ TEST_CASE("pipeline: bad configurations are errors", "[pipeline]") {
                     Catch::Contains("only the interleaved schedule"));
   CHECK_THROWS_WITH(parallel::Pipeline(*alone, st.chunks, nullptr, parallel::PipelineOptions()),
                     Catch::Contains("no loss function"));
+  // The activation a chunk hands on must be what the next one was told to expect.
+  parallel::Pipeline wrong(*alone, st.chunks, parallel::gpt_loss,
+                           parallel::PipelineOptions().schedule(parallel::ScheduleKind::interleaved_1f1b)
+                               .microbatches(1).activation_shape({kB, kT, 8}));
+  auto [idx, tgt] = batch(0, kB);
+  CHECK_THROWS_WITH(wrong.step({idx}, {tgt}), Catch::Contains("stage 0 output [2, 8, 16]") &&
+                                                  Catch::Contains("is not the activation_shape [2, 8, 8]"));
   parallel::Pipeline pipe(*alone, {st.chunks[0]}, parallel::gpt_loss, parallel::PipelineOptions().microbatches(2));
   CHECK_THROWS_WITH(pipe.step({}, {}), Catch::Contains("the first stage needs 2 micro-batch inputs, got 0"));
 }
