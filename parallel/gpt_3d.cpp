@@ -55,11 +55,17 @@ GPT3D::GPT3D(const nn::GPTConfig& c, const Mesh& mesh, GPT3DOptions o, const Gen
     Tensor l = vocab_parallel_cross_entropy(logits, targets, tp);
     return loss_scale_ == 1.0 ? l : l * loss_scale_;
   };
-  pipe_ = std::make_unique<Pipeline>(
-      *mesh.pp_group(), modules, loss,
-      PipelineOptions().schedule(o.schedule()).microbatches(m)
-          .activation_shape({o.microbatch_size(), T, c.n_embd})
-          .activation_dtype(o.dtype()).activation_device(o.device()));
+  auto po = PipelineOptions().schedule(o.schedule()).microbatches(m)
+                .activation_shape({o.microbatch_size(), T, c.n_embd})
+                .activation_dtype(o.dtype()).activation_device(o.device());
+  if (mesh.dp() > 1) {
+    for (auto& chunk : chunks)
+      ddps_.push_back(std::make_unique<DistributedDataParallel>(chunk, mesh.dp_group(), o.ddp()));
+    no_sync_ = std::vector<std::optional<DistributedDataParallel::NoSync>>(chunks.size());
+    // The chunk's last backward of the step adds its gradients and reduces the sum over dp.
+    po.before_last_backward([this](int chunk) { no_sync_[size_t(chunk)].reset(); });
+  }
+  pipe_ = std::make_unique<Pipeline>(*mesh.pp_group(), modules, loss, po);
 }
 
 double GPT3D::forward_backward(const std::vector<Tensor>& inputs,
@@ -67,9 +73,15 @@ double GPT3D::forward_backward(const std::vector<Tensor>& inputs,
   FATHOM_CHECK(loss_scale > 0, "GPT3D::forward_backward: loss_scale ", loss_scale,
                " must be positive");
   loss_scale_ = loss_scale;
+  for (size_t c = 0; c < ddps_.size(); ++c) {
+    ddps_[c]->prepare_forward();
+    no_sync_[c].emplace(*ddps_[c]);
+  }
   double loss = pipe_->step(inputs, targets) / loss_scale;
+  for (size_t c = 0; c < no_sync_.size(); ++c)
+    FATHOM_CHECK(!no_sync_[c].has_value(), "GPT3D: chunk ", c, "'s last backward never ran, so "
+                 "its gradients were not reduced over dp");
   sum_tied_embedding();
-  average_over_dp();
   if (mesh_.dp() > 1) {
     Tensor l = full({1}, loss, DType::f64);
     mesh_.dp_group()->allreduce(l, comm::ReduceOp::avg)->wait();
@@ -92,18 +104,6 @@ void GPT3D::sum_tied_embedding() {
                   mesh_.pp_group()->recv(theirs, peer, kTiedTag)});
   NoGradGuard no_grad;
   ops::add_(g, theirs);  // a + b here, b + a there: bitwise the same sum on both
-}
-
-void GPT3D::average_over_dp() {
-  if (mesh_.dp() == 1) return;
-  // Launched together, waited together: the dp all-reduces overlap each other.
-  std::vector<comm::WorkPtr> works;
-  for (auto& [name, t] : named_parameters()) {
-    FATHOM_CHECK(t.grad().defined(), "GPT3D: parameter ", name, " has no gradient after the "
-                 "pipeline's backward");
-    works.push_back(mesh_.dp_group()->allreduce(t.grad(), comm::ReduceOp::avg));
-  }
-  comm::wait_all(works);
 }
 
 optim::NamedParams GPT3D::named_parameters() const {

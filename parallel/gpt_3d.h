@@ -19,14 +19,15 @@
 // stage sends its (identical, replicated) activation to the same tp rank of the next stage, so
 // there are tp pipelines side by side, one per pp group, whose stages all-reduce over tp inside.
 //
-// forward_backward, after the schedule has run every micro-batch:
+// forward_backward runs the schedule over every micro-batch, then:
 // - tied embeddings: pp rank 0's wte shard and pp rank p - 1's copy of the same vocabulary rows
 //   (same dp and tp coordinates: Megatron's embedding group, one per (dp, tp)) add each other's
 //   gradient, so the two copies stay bitwise equal and each gets the one tied parameter's grad;
-// - data parallelism: every gradient is averaged over the dp group once, after the last
-//   micro-batch (what DDP's no_sync over all but the last micro-batch would give; the schedule's
-//   split and interleaved backwards do not map onto DDP's per-backward hooks, so the sync is
-//   after the schedule, as Megatron's finalize_model_grads without overlap);
+// - data parallelism: with dp > 1 each chunk is wrapped in a DistributedDataParallel over the
+//   dp group, held in no_sync() for the step and released by the Pipeline's before_last_backward
+//   hook just before the chunk's last backward (its last B, or W under ZB-H1), so DDP averages
+//   the gradients accumulated over all m micro-batches exactly once per step, its buckets
+//   overlapping that last pass;
 // - the loss: the pipeline's mean over the micro-batches, averaged over dp: the global batch's
 //   mean loss, the same on every rank of the mesh.
 // The gradient norm (mesh_norm(): split parameters summed over tp, replicated ones counted on tp
@@ -38,10 +39,12 @@
 // p = 1 (both ends of the model on one rank would need one shared wte), generation (gather the
 // model with full_state_dict_on_root and run nn::GPT::generate there).
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "fathom/nn/gpt.h"
 #include "fathom/optim/optimizer.h"
+#include "fathom/parallel/ddp.h"
 #include "fathom/parallel/grad_norm.h"
 #include "fathom/parallel/mesh.h"
 #include "fathom/parallel/pipeline.h"
@@ -57,6 +60,7 @@ struct GPT3DOptions {
   FATHOM_ARG(int64_t, seq_len) = 0;          // T: 0 is the config's block_size
   FATHOM_ARG(DType, dtype) = DType::f32;     // of the parameters and the activations sent
   FATHOM_ARG(Device, device) = Device::cpu();
+  FATHOM_ARG(DDPOptions, ddp);               // for each chunk's DDP when dp > 1
 };
 
 class GPT3D {
@@ -69,9 +73,9 @@ class GPT3D {
 
   // One step's forward and backward over this dp rank's m micro-batches (inputs [b, T] token
   // ids on pp rank 0, targets [b, T] on pp rank p - 1; others may pass empty lists), with the
-  // loss multiplied by loss_scale before backward (GradScaler::get_scale()). Then the tied
-  // gradients are summed and all gradients averaged over dp. Returns the unscaled mean loss of
-  // the global batch on every rank. Call opt.zero_grad() before.
+  // loss multiplied by loss_scale before backward (GradScaler::get_scale()); DDP averages the
+  // gradients over dp during the last backward, then the tied gradients are summed. Returns the
+  // unscaled mean loss of the global batch on every rank. Call opt.zero_grad() before.
   double forward_backward(const std::vector<Tensor>& inputs, const std::vector<Tensor>& targets,
                           double loss_scale = 1.0);
 
@@ -92,9 +96,10 @@ class GPT3D {
 
  private:
   void sum_tied_embedding();
-  void average_over_dp();
 
   const Mesh& mesh_;
+  std::vector<std::unique_ptr<DistributedDataParallel>> ddps_;  // per chunk, dp > 1
+  std::vector<std::optional<DistributedDataParallel::NoSync>> no_sync_;
   std::unique_ptr<Pipeline> pipe_;
   double loss_scale_ = 1.0;  // read by the pipeline's loss function
 };

@@ -66,7 +66,8 @@ Run train_3d(const parallel::Mesh& mesh, parallel::ScheduleKind kind, int v, DTy
   int64_t b = kRows / (mesh.dp() * kMicro);
   parallel::GPT3D model(small_config(), mesh,
                         parallel::GPT3DOptions().schedule(kind).microbatches(kMicro)
-                            .virtual_stages(v).microbatch_size(b).seq_len(kT).dtype(dt),
+                            .virtual_stages(v).microbatch_size(b).seq_len(kT).dtype(dt)
+                            .ddp(parallel::DDPOptions().grad_dtype(dt)),  // f64 buckets for f64
                         Generator(kSeed));
   parallel::MeshOptimizer<optim::AdamW> opt(model.named_parameters(), adamw(), model.mesh_norm());
   optim::GradScaler sc = scaler();
