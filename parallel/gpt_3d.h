@@ -93,6 +93,8 @@ class GPT3D {
   const GPT3DOptions options;
   std::vector<std::shared_ptr<TPGPT>> chunks;  // chunk c: model chunk c p + pp_rank
   Pipeline& pipeline() { return *pipe_; }
+  // Chunk c's DDP over the dp group (its state belongs in a checkpoint); null when dp = 1.
+  DistributedDataParallel* ddp(int chunk) { return ddps_.empty() ? nullptr : ddps_.at(size_t(chunk)).get(); }
 
  private:
   void sum_tied_embedding();

@@ -112,11 +112,6 @@ int main(int argc, char** argv) {
                  " x --pp " + std::to_string(run3d.pp) + " = " + std::to_string(mesh_size) +
                  " ranks, but the run has " + std::to_string(info.world->size()) +
                  " (start it with mpirun -np " + std::to_string(mesh_size) + ")");
-    if (is_3d && !flags.str("checkpoint-dir").empty())
-      flags.fail("--checkpoint-dir is not supported with --dp/--tp/--pp/--micro-batches/"
-                 "--schedule/--virtual-stages (a checkpoint of pipeline stages needs per-(pp, tp) "
-                 "shards the checkpoint layer does not lay out yet); train on one process to "
-                 "checkpoint");
     examples::Observer obs(flags, *info.world, info.world->rank() == 0, "gpt");
     auto text = obs.setup("reading the corpus " + flags.str("data"),
                           [&] { return std::make_unique<data::TextDataset>(flags.str("data")); });

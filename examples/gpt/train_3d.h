@@ -4,15 +4,16 @@
 // sequences and takes its dp slice, cut into m micro-batches of B / (dp m); the loss it prints
 // (world rank 0 only) is the global batch's mean, so the lines match the one-process run's up
 // to rounding. At the end the dense model is gathered on rank 0, which prints its hash, writes
-// --save-model and samples from it. --checkpoint-dir is refused here: a checkpoint of the
-// stages would need per-(pp, tp) shards that the checkpoint layer does not yet lay out.
+// --save-model and samples from it. --checkpoint-dir saves each rank's own shard: its stage's
+// parameters and optimizer state (per (pp, tp), the same on every dp rank), its DDPs' state,
+// under per-rank keys; a resume needs the same mesh (another one is an error naming the
+// missing or mis-shaped keys).
 #include <chrono>
 #include <cstdio>
 #include <string>
 
+#include "examples/checkpointing.h"
 #include "examples/observe.h"
-#include "fathom/checkpoint/safetensors.h"
-#include "fathom/checkpoint/state.h"
 #include "fathom/comm/flags.h"
 #include "fathom/data/text.h"
 #include "fathom/optim/grad_scaler.h"
@@ -20,6 +21,50 @@
 #include "fathom/parallel/gpt_3d.h"
 
 namespace fathom::examples {
+
+// A rank's stage for the checkpoint: its parameters ("model.<name>") and its optimizer's state
+// ("optim.<key>"), both this rank's own shard, so per rank.
+inline checkpoint::StateProvider stage_provider(parallel::GPT3D& model, optim::Optimizer& opt) {
+  auto split = [](const nn::StateDict& s, const std::string& prefix) {
+    nn::StateDict out;
+    for (auto& [k, v] : s)
+      if (k.rfind(prefix, 0) == 0) out[k.substr(prefix.size())] = v;
+    return out;
+  };
+  checkpoint::StateProvider p;
+  p.name = "stage";
+  p.save = [&model, &opt] {
+    nn::StateDict s;
+    for (auto& [name, t] : model.named_parameters()) s["model." + name] = t;
+    for (auto& [k, v] : opt.state_dict()) s["optim." + k] = v;
+    return s;
+  };
+  p.check = [&model, &opt, split](const nn::StateDict& s) {
+    nn::StateDict params = split(s, "model.");
+    std::string problems;
+    for (auto& [name, t] : model.named_parameters()) {
+      auto it = params.find(name);
+      if (it == params.end()) problems += "\n  missing model." + name;
+      else if (it->second.shape() != t.shape() || it->second.dtype() != t.dtype())
+        problems += "\n  model." + name + " is " + it->second.desc() + ", this rank's is " + t.desc();
+    }
+    if (params.size() != model.named_parameters().size())
+      problems += "\n  the checkpoint holds " + std::to_string(params.size()) +
+                  " parameters for this rank, its stage " + std::to_string(model.named_parameters().size());
+    FATHOM_CHECK(problems.empty(), "gpt: the checkpoint's stage does not fit ", model.mesh().str(),
+                 " (resume with the mesh it was saved with):", problems);
+    opt.check_state_dict(split(s, "optim."));
+  };
+  p.load = [&model, &opt, split](const nn::StateDict& s) {
+    nn::StateDict params = split(s, "model.");
+    {
+      NoGradGuard no_grad;
+      for (auto& [name, t] : model.named_parameters()) ops::copy_(t, params.at(name));
+    }
+    opt.load_state_dict(split(s, "optim."));
+  };
+  return p;
+}
 
 struct Train3D {
   nn::GPTConfig cfg;
@@ -72,8 +117,18 @@ inline int train_3d(const Flags& flags, const Train3D& a, comm::ProcessGroup& wo
   double tokens = double(a.B * T);
   double flops = matmul_train_flops_per_item(dense, {"wpe.weight"}) * tokens +
                  12.0 * double(a.cfg.n_layer * T * a.cfg.n_embd) * tokens;
+  // The loss window is part of the state, so a resumed run prints the uninterrupted run's lines.
   double window = 0;
-  int64_t step = 0, timed_from = 0;
+  checkpoint::TrainState ts;
+  ts.scaler = &scaler;
+  ts.scheduler = &sched;
+  ts.generators["batch"] = &batch_gen;
+  ts.extras.push_back(scalars_provider("loop", {{"window", &window}}));
+  ts.extras.push_back(stage_provider(*model, opt));
+  for (int c = 0; c < a.virtual_stages && model->ddp(0); ++c)
+    ts.extras.push_back(checkpoint::per_rank_provider("ddp" + std::to_string(c), *model->ddp(c)));
+  Checkpointing ckpt(flags, world, ts, talk);
+  int64_t step = ckpt.resume(), timed_from = step;
   obs.begin(step, a.steps, flops, tokens, "tokens", a.dev, a.dt);
   auto t0 = std::chrono::steady_clock::now();
   bool first = mesh.pp_rank() == 0, last = mesh.pp_rank() == mesh.pp() - 1;
@@ -115,26 +170,23 @@ inline int train_3d(const Flags& flags, const Train3D& a, comm::ProcessGroup& wo
       timed_from = step;
     }
     sched.step();
+    if (ckpt.after_step(step, step == a.steps)) {
+      obs.finish();
+      return 0;
+    }
   }
   nn::StateDict full = model->full_state_dict_on_root();  // collective over the mesh
   obs.finish();
   if (flags.boolean("memory") && talk) std::printf("%s", memory::report(a.dev.type).c_str());
-  if (!talk) return 0;
   dense.to(a.dev);
   dense.to(a.dt);
-  {
+  if (talk) {
     NoGradGuard no_grad;
     for (auto& [name, t] : dense.named_parameters()) ops::copy_(t, full.at(name));
   }
-  nn::StateDict params;
-  for (auto& [name, t] : dense.named_parameters()) params[name] = t;
-  std::printf("final_param_hash=%016llx\n", (unsigned long long)checkpoint::state_hash(params));
-  const std::string& path = flags.str("save-model");
-  if (!path.empty()) {
-    checkpoint::save_safetensors(path, dense.state_dict(),
-                                 {{"model", "gpt " + a.config_name}, {"dtype", dtype_name(a.dt)}});
-    std::printf("saved the model to %s\n", path.c_str());
-  }
+  // Collective (the last save); rank 0 prints the hash and writes --save-model.
+  ckpt.finish(dense, {{"model", "gpt " + a.config_name}, {"dtype", dtype_name(a.dt)}});
+  if (!talk) return 0;
   if (a.sample > 0) {
     Tensor idx = ops::to(from_vector(std::vector<int64_t>{'\n'}, {1, 1}), a.dev);
     Tensor out = dense.generate(idx, a.sample, 0.8, &sample_gen);
