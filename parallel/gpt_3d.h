@@ -66,7 +66,7 @@ struct GPT3DOptions {
 class GPT3D {
  public:
   // Collective over nothing; every rank passes `gen` in the same state (it is copied, not
-  // advanced: each chunk draws the dense model from the same state).
+  // advanced: each chunk draws the dense model from the same state). `mesh` must outlive this.
   GPT3D(const nn::GPTConfig& config, const Mesh& mesh, GPT3DOptions options, const Generator& gen);
   GPT3D(const GPT3D&) = delete;
   GPT3D& operator=(const GPT3D&) = delete;
