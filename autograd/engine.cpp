@@ -122,10 +122,11 @@ void root_edges(const std::vector<Tensor>& roots, const std::vector<Tensor>& gra
   }
 }
 
-// Runs the graph from the root edges; with `stops`, only down to them (grad()).
 // Edges backward_excluding() leaves out: (node, output) pairs no gradient flows into.
 struct Skips {
   std::unordered_map<const Node*, std::vector<uint32_t>> at;
+  // backward_weight(): the nodes the input half ran, entered only from the root (their seeds).
+  const std::unordered_set<const Node*>* nodes = nullptr;
   bool skips(const Edge& e) const {
     auto it = at.find(e.fn.get());
     if (it == at.end()) return false;
@@ -139,14 +140,21 @@ struct Skips {
 // never along those edges. With either, a node that leads to no wanted sink (a requested stop;
 // an accumulator not skipped; a tensor retaining its grad) is pruned: it does not run, so the
 // two halves of a split backward (pipeline.md) each compute only what they need.
+// With `capture` (grad_input()), every node run that drops a gradient toward the weights is
+// kept with the gradients it received, as a seed for backward_weight().
 void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* stops,
-         const Skips* skips = nullptr) {
+         const Skips* skips = nullptr, WeightGradPending* capture = nullptr) {
   NoGradGuard no_grad;
   CallbackScope callbacks;
   auto root = std::make_shared<GraphRoot>(std::move(edges), std::move(root_grads));
-  auto stopped = [&](const Edge& e) {
-    return (stops && stops->stops(e.fn.get())) || (skips && skips->skips(e));
+  auto skipped = [&](const Node* from, const Edge& e) {
+    return skips && (skips->skips(e) || (skips->nodes && from != root.get() &&
+                                         skips->nodes->count(e.fn.get())));
   };
+  auto stopped = [&](const Node* from, const Edge& e) {
+    return (stops && stops->stops(e.fn.get())) || skipped(from, e);
+  };
+  std::unordered_map<const Node*, std::shared_ptr<Node>> owners;  // for capture
 
   // Dependencies: how many edges point at each node from the part of the graph we will run.
   std::unordered_map<Node*, int64_t> deps;
@@ -159,7 +167,8 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
       stack.pop_back();
       order.push_back(n);
       for (const Edge& e : n->next()) {
-        if (!e.fn || stopped(e)) continue;
+        if (!e.fn || stopped(n, e)) continue;
+        if (capture) owners.emplace(e.fn.get(), e.fn);
         ++deps[e.fn.get()];
         if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
       }
@@ -174,14 +183,14 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
     std::vector<Node*> topo{root.get()};
     for (size_t i = 0; i < topo.size(); ++i)
       for (const Edge& e : topo[i]->next())
-        if (e.fn && !stopped(e) && --left[e.fn.get()] == 0) topo.push_back(e.fn.get());
+        if (e.fn && !stopped(topo[i], e) && --left[e.fn.get()] == 0) topo.push_back(e.fn.get());
     for (size_t i = topo.size(); i-- > 0;) {
       Node* n = topo[i];
       bool use = n->is_accumulator() || !n->retained.empty();
       for (const Edge& e : n->next()) {
         if (use) break;
         if (!e.fn) continue;
-        if (stopped(e)) use = stops && stops->at.count(e.fn.get()) && !(skips && skips->skips(e));
+        if (stopped(n, e)) use = stops && stops->at.count(e.fn.get()) && !skipped(n, e);
         else use = useful.count(e.fn.get()) > 0;
       }
       if (use) useful.insert(n);
@@ -191,9 +200,11 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
     for (Node* n : topo)
       if (useful.count(n))
         for (const Edge& e : n->next())
-          if (e.fn && !stopped(e) && useful.count(e.fn.get())) ++deps[e.fn.get()];
+          if (e.fn && !stopped(n, e) && useful.count(e.fn.get())) ++deps[e.fn.get()];
   }
-  auto pruned = [&](const Edge& e) { return prune && !stopped(e) && !useful.count(e.fn.get()); };
+  auto pruned = [&](const Node* from, const Edge& e) {
+    return prune && !stopped(from, e) && !useful.count(e.fn.get());
+  };
 
   // Gradients received so far for each node's outputs, summed over consumers.
   std::unordered_map<Node*, Grads> buffers;
@@ -208,7 +219,10 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
       buffers.erase(it);
     }
     in.resize(node->outputs().size());
+    // A seed of backward_weight() already gave its retained gradients in the input half.
+    bool seed = skips && skips->nodes && skips->nodes->count(node);
     for (auto& [k, weak] : node->retained) {
+      if (seed) break;
       std::shared_ptr<Meta> m = weak.lock();
       if (!m || !in[k].defined()) continue;
       m->grad = m->grad.defined() ? ops::binary(BinaryOp::add, m->grad, in[k]) : ops::clone(in[k]);
@@ -226,10 +240,16 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
     std::vector<bool> wanted;
     if (prune) {
       wanted.resize(node->next().size());
+      bool drops = false;  // a gradient toward the weights is left out
       for (size_t i = 0; i < wanted.size(); ++i) {
         const Edge& e = node->next()[i];
-        bool skipped = skips && skips->skips(e);
-        wanted[i] = e.fn && !skipped && !pruned(e) && (!stopped(e) || stops->at.count(e.fn.get()));
+        wanted[i] = e.fn && !skipped(node, e) && !pruned(node, e) &&
+                    (!stopped(node, e) || stops->at.count(e.fn.get()));
+        drops = drops || (e.fn && !wanted[i]);
+      }
+      if (capture && node != root.get()) {
+        capture->ran.insert(node);
+        if (drops) capture->seeds.emplace_back(owners.at(node), in);
       }
     }
     Grads out;
@@ -242,10 +262,10 @@ void run(std::vector<Edge> edges, Grads root_grads, bool retain_graph, Stops* st
     const auto& next = node->next();
     for (size_t i = 0; i < next.size(); ++i) {
       const Edge& e = next[i];
-      if (!e.fn || pruned(e)) continue;
+      if (!e.fn || pruned(node, e)) continue;
       bool has = i < out.size() && out[i].defined();
-      if (skips && skips->skips(e)) continue;
-      if (stopped(e)) {
+      if (skipped(node, e)) continue;
+      if (stopped(node, e)) {
         if (has) stops->deliver(e.fn.get(), e.input_nr, conform(std::move(out[i]), *node, i, *e.fn, e.input_nr));
         continue;
       }
@@ -305,6 +325,43 @@ void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tens
     if (e.fn) skips.at[e.fn.get()].push_back(e.input_nr);
   trace::Scope span("autograd", "backward");
   run(std::move(edges), std::move(root_grads), retain_graph, nullptr, &skips);
+}
+
+Grads grad_input(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                 const std::vector<Edge>& at, WeightGradPending& pending) {
+  FATHOM_CHECK(pending.empty(), "grad_input: the pending weight half of an earlier split "
+               "backward is still there; run backward_weight() on it first");
+  std::vector<Edge> edges;
+  Grads root_grads;
+  root_edges(roots, grads, "grad_input", edges, root_grads);
+  Stops stops;
+  stops.grads.resize(at.size());
+  for (size_t i = 0; i < at.size(); ++i) {
+    FATHOM_CHECK(at[i].fn, "grad_input: edge ", i, " leads nowhere (a tensor that needs no gradient)");
+    stops.at[at[i].fn.get()].emplace_back(at[i].input_nr, i);
+  }
+  // The graph stays: the seeds' backward functions run again in backward_weight().
+  run(std::move(edges), std::move(root_grads), /*retain_graph=*/true, &stops, nullptr, &pending);
+  pending.started = true;
+  pending.at = at;
+  return std::move(stops.grads);
+}
+
+void backward_weight(WeightGradPending& pending) {
+  FATHOM_CHECK(pending.started, "backward_weight: no grad_input() ran for this pending half");
+  std::vector<Edge> edges;
+  Grads grads;
+  for (auto& [node, in] : pending.seeds)
+    for (size_t k = 0; k < in.size(); ++k) {
+      edges.push_back({node, uint32_t(k)});
+      grads.push_back(in[k]);
+    }
+  Skips skips;
+  skips.nodes = &pending.ran;
+  for (const Edge& e : pending.at) skips.at[e.fn.get()].push_back(e.input_nr);
+  trace::Scope span("autograd", "backward");
+  if (!edges.empty()) run(std::move(edges), std::move(grads), /*retain_graph=*/false, nullptr, &skips);
+  pending = WeightGradPending{};
 }
 
 bool input_wanted(size_t input) {

@@ -18,6 +18,8 @@
 //                      (p-1)/(3m+p-1) ZB-H1
 //   peak_in_flight     per rank, micro-batch chunks whose activations were alive at once
 //   peak_act_mb        per rank, the memory ledger's peak of activations during the step
+//   cost_ms_F_B_BI_W   mean CPU time of each action kind over all ranks
+// --stage gpt runs split_gpt's stages instead of the synthetic one (real F, B, BI, W costs).
 #include <time.h>
 
 #include <algorithm>
@@ -96,12 +98,23 @@ int main(int argc, char** argv) {
       .add("unit-ms", "4", "CPU cost of one F, BI or W of a stage, in ms")
       .add("numel", "65536", "f32 elements of the activation passed between stages")
       .add("steps", "5", "timed steps per schedule (after 1 warm-up step)")
-      .add("v", "2", "chunks per rank for the interleaved schedule");
+      .add("v", "2", "chunks per rank for the interleaved schedule")
+      .add("stage", "spin", "spin (the synthetic stage) or gpt (split_gpt's stages: real F, B, BI, W costs)")
+      .add("gpt-layers", "8", "--stage gpt: n_layer (a multiple of p v)")
+      .add("gpt-embd", "128", "--stage gpt: n_embd (4 heads)")
+      .add("gpt-seq", "64", "--stage gpt: tokens per sequence")
+      .add("gpt-batch", "4", "--stage gpt: sequences per micro-batch");
   flags.parse(argc, argv);
   int m = int(flags.i64("m")), steps = int(flags.i64("steps")), vi = int(flags.i64("v"));
   int64_t n = flags.i64("numel");
   double unit_ms = flags.f64("unit-ms");
   if (m < 1 || steps < 1 || vi < 1 || n < 1 || unit_ms <= 0) flags.fail("every value must be positive");
+  bool gpt = flags.str("stage") == "gpt";
+  if (!gpt && flags.str("stage") != "spin") flags.fail("--stage must be spin or gpt");
+  nn::GPTConfig cfg;
+  cfg.vocab_size = 256, cfg.block_size = flags.i64("gpt-seq"), cfg.n_layer = flags.i64("gpt-layers");
+  cfg.n_head = 4, cfg.n_embd = flags.i64("gpt-embd");
+  int64_t gb = flags.i64("gpt-batch");
   try {
     const comm::InitInfo& info = comm::init();
     auto pg = info.world;
@@ -129,15 +142,32 @@ int main(int argc, char** argv) {
       }
       auto iters = int64_t(unit_ms * iters_per_ms / v);
       std::vector<std::shared_ptr<nn::Module>> chunks;
-      for (int c = 0; c < v; ++c) chunks.push_back(std::make_shared<SpinStage>(n, iters));
-      auto loss = [n](const Tensor& y, const Tensor&) { return y.sum() * (1.0 / double(n)); };
-      parallel::Pipeline pipe(*pg, chunks, loss,
-                              parallel::PipelineOptions().schedule(kind).microbatches(m).activation_shape({n}));
+      parallel::PipelineLoss loss = [n](const Tensor& y, const Tensor&) { return y.sum() * (1.0 / double(n)); };
+      Shape act{n};
       std::vector<Tensor> inputs, targets;
-      for (int i = 0; i < m; ++i) {
-        inputs.push_back(full({n}, 0.5));
-        targets.push_back(zeros({1}));
+      if (gpt) {
+        if (cfg.n_layer % (p * v) != 0) {
+          if (r == 0) std::fprintf(stderr, "bench_pipeline: %s skipped, n_layer %lld is not a multiple of p v\n",
+                                   parallel::schedule_name(kind), (long long)cfg.n_layer);
+          continue;
+        }
+        chunks = parallel::split_gpt(cfg, 0, p, r, v).chunks;
+        loss = parallel::gpt_loss;
+        act = {gb, cfg.block_size, cfg.n_embd};
+        Generator g(7);
+        for (int i = 0; i < m; ++i) {
+          inputs.push_back(ops::to(uniform({gb, cfg.block_size}, 0, 256, kFloat32, &g), kInt64));
+          targets.push_back(ops::to(uniform({gb, cfg.block_size}, 0, 256, kFloat32, &g), kInt64));
+        }
+      } else {
+        for (int c = 0; c < v; ++c) chunks.push_back(std::make_shared<SpinStage>(n, iters));
+        for (int i = 0; i < m; ++i) {
+          inputs.push_back(full({n}, 0.5));
+          targets.push_back(zeros({1}));
+        }
       }
+      parallel::Pipeline pipe(*pg, chunks, loss,
+                              parallel::PipelineOptions().schedule(kind).microbatches(m).activation_shape(act));
       std::vector<double> wall, busy_wall;
       double cost[4] = {0, 0, 0, 0}, count[4] = {0, 0, 0, 0}, act_peak = 0;
       for (int s = 0; s < steps + 1; ++s) {
@@ -182,10 +212,13 @@ int main(int argc, char** argv) {
         if (kn[k] > 0) *fields[k] = kc[k] / kn[k];
       parallel::ScheduleSimulation sim = parallel::simulate_schedule(kind, p, m, v, costs);
       if (r == 0) {
-        std::printf("{\"bench\":\"pipeline\",\"schedule\":\"%s\",\"p\":%d,\"m\":%d,\"v\":%d,\"unit_ms\":%.2f,"
-                    "\"step_ms\":%.2f,\"ideal_step_ms\":%.2f,\"bubble_wall\":%s,\"bubble_model\":%.3f,"
+        std::vector<double> cost_ms;
+        for (int k = 0; k < 4; ++k) cost_ms.push_back(kn[k] > 0 ? 1e3 * kc[k] / kn[k] : 0.0);
+        std::printf("{\"bench\":\"pipeline\",\"stage\":\"%s\",\"schedule\":\"%s\",\"p\":%d,\"m\":%d,\"v\":%d,\"unit_ms\":%.2f,"
+                    "\"cost_ms_F_B_BI_W\":%s,\"step_ms\":%.2f,\"ideal_step_ms\":%.2f,\"bubble_wall\":%s,\"bubble_model\":%.3f,"
                     "\"bubble_formula\":%.3f,\"peak_in_flight\":%s,\"peak_act_mb\":%s,\"busy\":true}\n",
-                    parallel::schedule_name(kind), p, m, v, unit_ms, step_max * 1e3, 3.0 * m * unit_ms,
+                    gpt ? "gpt" : "spin", parallel::schedule_name(kind), p, m, v, unit_ms,
+                    json_list(cost_ms, "%.2f").c_str(), step_max * 1e3, gpt ? 0.0 : 3.0 * m * unit_ms,
                     json_list(bubble_wall, "%.3f").c_str(), *std::max_element(sim.bubble.begin(), sim.bubble.end()),
                     parallel::ideal_bubble(kind, p, m, v), json_list(in_flight, "%.0f").c_str(),
                     json_list(act_mb, "%.2f").c_str());

@@ -35,6 +35,7 @@ struct Pipeline::MicroState {
   Tensor input;      // the received activation, a leaf that requires grad (none on stage 0)
   Tensor root;       // the stage's output, or the loss on the last stage
   Tensor root_grad;  // kept from BI for W
+  autograd::WeightGradPending pending;  // BI's seeds for W
 };
 
 struct Pipeline::Recv {
@@ -222,8 +223,8 @@ void Pipeline::run_action(size_t i, const std::vector<Tensor>& inputs,
       FATHOM_CHECK(st != nullptr, "Pipeline: ", action_str(a), " before its forward");
       st->root_grad = root_grad();
       if (s > 0) {
-        autograd::Grads g = autograd::grad({st->root}, {st->root_grad},
-                                           {autograd::gradient_edge(st->input)}, /*retain_graph=*/true);
+        autograd::Grads g = autograd::grad_input({st->root}, {st->root_grad},
+                                                 {autograd::gradient_edge(st->input)}, st->pending);
         send_input_grad(g[0]);
       }
       return;
@@ -233,7 +234,7 @@ void Pipeline::run_action(size_t i, const std::vector<Tensor>& inputs,
                    " before its BI");
       before_accumulating();
       if (s > 0)
-        autograd::backward_excluding({st->root}, {st->root_grad}, {autograd::gradient_edge(st->input)});
+        autograd::backward_weight(st->pending);
       else
         autograd::backward({st->root}, {st->root_grad});
       st.reset();

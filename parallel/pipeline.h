@@ -19,12 +19,11 @@
 //   micro-batches equal those of the mean loss over the whole batch.
 // - B: backward from the output with the received gradient (or from the loss); the input's
 //   gradient is sent back, and the micro-batch's tensors are dropped at once.
-// - BI, W (zero-bubble): BI is autograd::grad to the input only (retain_graph), sent back at
-//   once; W is autograd::backward_excluding that input, which accumulates the parameters'
-//   gradients and frees the graph. Until W runs the whole graph stays alive, so a micro-batch's
-//   activations live from its F to its W (ZB-H1's schedule bounds that to p micro-batches).
-//   Nodes on both paths (every matmul with a weight) run in both halves: Fathom's nodes compute
-//   all their inputs' gradients at once, so on a transformer BI + W costs more than one B.
+// - BI, W (zero-bubble): BI is autograd::grad_input to the input only (no weight gradient is
+//   computed), sent back at once; W is autograd::backward_weight, which runs only the nodes BI
+//   left weight gradients at, accumulates the parameters' gradients and frees the graph. Until
+//   W runs the whole graph stays alive, so a micro-batch's activations live from its F to its
+//   W (ZB-H1's schedule bounds that to p micro-batches).
 // Receives are posted before they are needed (the next `prefetch` actions' inputs) with tags
 // that encode (micro-batch, chunk, direction), so messages arrive while this rank computes;
 // the executor waits on one only when its action starts, and on all sends at the end.

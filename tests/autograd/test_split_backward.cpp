@@ -92,3 +92,46 @@ TEST_CASE("input_wanted tells a node which gradients a split backward will use",
   expect_close(dx[0], to_vector(ops::matmul(g, ops::transpose(w.detach(), 0, 1))), 1e-12, 1e-12, "dx");
   expect_close(w2.grad(), to_vector(ops::matmul(ops::transpose(x.detach(), 0, 1), g)), 1e-12, 1e-12, "dw");
 }
+
+TEST_CASE("grad_input then backward_weight: one backward, every node run once", "[autograd]") {
+  Generator gen(9);
+  Tensor x0 = randn({4, 3}, kFloat64, &gen), w10 = randn({3, 5}, kFloat64, &gen);
+  Tensor w20 = randn({5, 2}, kFloat64, &gen), b0 = randn({2}, kFloat64, &gen);
+  Tensor g = randn({4, 2}, kFloat64, &gen);
+  int mid_calls = 0, bias_calls = 0;
+  // Two layers with a node between them that lies only on the activation path: a split that
+  // restarts from the output (backward_excluding) would run it twice.
+  auto forward = [&](const Tensor& x, const Tensor& w1, const Tensor& w2, const Tensor& b) {
+    Tensor h = counted(matmul(x, w1), mid_calls);
+    return matmul(h, w2) + counted(b, bias_calls);
+  };
+  Tensor x = x0.clone().requires_grad_(), w1 = w10.clone().requires_grad_();
+  Tensor w2 = w20.clone().requires_grad_(), b = b0.clone().requires_grad_();
+  autograd::backward({forward(x, w1, w2, b)}, {g});
+
+  Tensor xs = x0.clone().requires_grad_(), w1s = w10.clone().requires_grad_();
+  Tensor w2s = w20.clone().requires_grad_(), bs = b0.clone().requires_grad_();
+  int hooks = 0;
+  autograd::register_post_accumulate_hook(w1s, [&](const Tensor&) { ++hooks; });
+  mid_calls = bias_calls = 0;
+  Tensor y = forward(xs, w1s, w2s, bs);
+  autograd::WeightGradPending pending;
+  autograd::Grads dx = autograd::grad_input({y}, {g}, {autograd::gradient_edge(xs)}, pending);
+  CHECK(mid_calls == 1);
+  CHECK(bias_calls == 0);
+  CHECK_FALSE(w1s.grad().defined());
+  CHECK_FALSE(pending.empty());
+  CHECK_THROWS_WITH(autograd::grad_input({y}, {g}, {autograd::gradient_edge(xs)}, pending),
+                    Catch::Contains("run backward_weight() on it first"));
+  expect_close(dx[0], x.grad(), 1e-12, 1e-12, "input grad");
+  autograd::backward_weight(pending);
+  CHECK(mid_calls == 1);  // not rerun: the weights' gradients start where the input half left off
+  CHECK(bias_calls == 1);
+  CHECK(hooks == 1);
+  CHECK(pending.empty());
+  CHECK_FALSE(xs.grad().defined());
+  expect_close(w1s.grad(), w1.grad(), 1e-12, 1e-12, "w1 grad");
+  expect_close(w2s.grad(), w2.grad(), 1e-12, 1e-12, "w2 grad");
+  expect_close(bs.grad(), b.grad(), 1e-12, 1e-12, "bias grad");
+  CHECK_THROWS_WITH(autograd::backward_weight(pending), Catch::Contains("no grad_input() ran"));
+}
