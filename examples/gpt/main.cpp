@@ -3,11 +3,13 @@
 //
 //   ./build/examples/gpt --steps 2000 --config small
 //   ./build/examples/gpt --steps 200 --tensorboard runs/gpt --profile gpt.trace.json
+//   mpirun -np 8 ./build/examples/gpt --dp 2 --tp 2 --pp 2 --micro-batches 4   # 3D: train_3d.h
 #include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "examples/checkpointing.h"
+#include "examples/gpt/train_3d.h"
 #include "examples/observe.h"
 #include "fathom/comm/flags.h"
 #include <fathom.h>
@@ -57,6 +59,12 @@ int main(int argc, char** argv) {
       .add("log-every", "50", "print loss and tokens/s every N steps")
       .add("sample", "300", "bytes to generate at the end (0: none)")
       .add("recompute", "none", "activation recomputation: none, selective (attention's core) or full (each block)")
+      .add("dp", "1", "data-parallel ranks (dp x tp x pp must be the number of ranks)")
+      .add("tp", "1", "tensor-parallel ranks per pipeline stage")
+      .add("pp", "1", "pipeline stages")
+      .add("micro-batches", "1", "micro-batches per step and data-parallel rank (the pipeline's m)")
+      .add("schedule", "1f1b", "pipeline schedule: gpipe, 1f1b, interleaved or zb (zb-h1: ZB-H1)")
+      .add("virtual-stages", "1", "model chunks per pipeline rank (the interleaved schedule)")
       .add_switch("memory", "print the memory ledger (current and peak bytes by category) after training");
   examples::Checkpointing::add_flags(flags);
   examples::Observer::add_flags(flags);
@@ -77,16 +85,46 @@ int main(int argc, char** argv) {
     flags.fail(e.what());
   }
 
+  examples::Train3D run3d;
+  run3d.dp = int(flags.positive_i64("dp")), run3d.tp = int(flags.positive_i64("tp"));
+  run3d.pp = int(flags.positive_i64("pp")), run3d.micro = int(flags.positive_i64("micro-batches"));
+  run3d.virtual_stages = int(flags.positive_i64("virtual-stages"));
+  {
+    std::string sch = flags.str("schedule");
+    if (sch == "zb") sch = "zb-h1";
+    try {
+      run3d.schedule = parallel::parse_schedule(sch);
+    } catch (const Error& e) {
+      flags.fail(std::string("--schedule: ") + e.what());
+    }
+  }
+  bool is_3d = run3d.dp * run3d.tp * run3d.pp > 1 || run3d.micro > 1 || run3d.virtual_stages > 1 ||
+               run3d.schedule != parallel::ScheduleKind::one_f_one_b;
+
   try {
-    // One process; the world group is what the checkpointer coordinates over.
+    // One process unless --dp/--tp/--pp say otherwise; the world group is what the
+    // checkpointer coordinates over.
     const comm::InitInfo& info = comm::init();
     flags.check_same_on_all_ranks(*info.world, {"device", "data"});
-    examples::Observer obs(flags, *info.world, true, "gpt");
+    int mesh_size = run3d.dp * run3d.tp * run3d.pp;
+    if (mesh_size != info.world->size())
+      flags.fail("--dp " + std::to_string(run3d.dp) + " x --tp " + std::to_string(run3d.tp) +
+                 " x --pp " + std::to_string(run3d.pp) + " = " + std::to_string(mesh_size) +
+                 " ranks, but the run has " + std::to_string(info.world->size()) +
+                 " (start it with mpirun -np " + std::to_string(mesh_size) + ")");
+    examples::Observer obs(flags, *info.world, info.world->rank() == 0, "gpt");
     auto text = obs.setup("reading the corpus " + flags.str("data"),
                           [&] { return std::make_unique<data::TextDataset>(flags.str("data")); });
     uint64_t seed = uint64_t(flags.i64("seed"));
     Generator init_gen(seed, 0), batch_gen(seed, 1), sample_gen(seed, 2);
     nn::GPTConfig cfg{256, T, p.n_layer, p.n_head, p.n_embd, dropout, recompute};
+    if (is_3d) {
+      run3d.cfg = cfg, run3d.config_name = flags.str("config"), run3d.steps = steps;
+      run3d.log_every = log_every, run3d.B = B, run3d.warmup = warmup, run3d.sample = sample;
+      run3d.lr = lr, run3d.clip = clip, run3d.dt = dt, run3d.dev = dev;
+      return examples::train_3d(flags, run3d, *info.world, obs, *text, init_gen, batch_gen, sample_gen,
+                                printable);
+    }
     auto model = obs.setup("building the model", [&] {
       auto m = std::make_shared<nn::GPT>(cfg, &init_gen);
       m->to(dev);

@@ -44,6 +44,12 @@ expect 2 "--lr must be a finite number, got nan" "$gpt" --lr=nan
 expect 2 "--batch must be zero or positive" "$gpt" --batch -4
 expect 2 "--dropout must be in [0, 1), got 1" "$gpt" --dropout 1
 expect 2 "--sample must be zero or positive" "$gpt" --sample -1
+# 3D flags: the mesh must be the number of ranks, a known schedule, a batch that divides.
+expect 2 "--dp 2 x --tp 1 x --pp 1 = 2 ranks, but the run has 1" "$gpt" --dp 2 --steps 1
+expect 2 "--tp must be a positive integer, got 0" "$gpt" --tp 0
+expect 2 "--schedule: " "$gpt" --schedule wavy
+expect 2 "must be a multiple of --dp x --micro-batches = 1 x 3" "$gpt" --micro-batches 3 --batch 4 --steps 1 --sample 0
+expect 1 "GPT3D: virtual_stages 2 with pp = 1" "$gpt" --virtual-stages 2 --schedule interleaved --steps 1 --sample 0
 
 # Data paths: a directory, an empty file, a file shorter than one window of T + 1 = 65 bytes.
 expect 1 "gpt: error: cannot read '/tmp': it is a directory" "$gpt" --data /tmp --steps 1

@@ -21,3 +21,9 @@ foreach(np 2 4)
     ENVIRONMENT "${_par_env};FATHOM_TEST_NEEDS_CUDA=1" SKIP_RETURN_CODE ${FATHOM_TEST_SKIP_CODE}
     LABELS "parallel;cuda")
 endforeach()
+# The 3D composition (parallel/gpt_3d.h) on 8 ranks: every (dp, tp, pp) mesh of 1s and 2s. On a
+# 2-core machine 8 ranks oversubscribe 4x, so only the [3d] cases run here, on a tiny model.
+add_test(NAME parallel_tests_np8
+  COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 8 ${MPIEXEC_PREFLAGS} --oversubscribe
+          $<TARGET_FILE:parallel_tests> "[3d]" ${MPIEXEC_POSTFLAGS})
+set_tests_properties(parallel_tests_np8 PROPERTIES ENVIRONMENT "${_par_env}" TIMEOUT 300 LABELS parallel)
