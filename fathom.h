@@ -31,6 +31,7 @@
 #include "fathom/comm/comm.h"
 #include "fathom/parallel/ddp.h"
 #include "fathom/parallel/distributed_optimizer.h"
+#include "fathom/parallel/gpt_3d.h"
 #include "fathom/parallel/grad_norm.h"
 #include "fathom/parallel/mesh.h"
 #include "fathom/parallel/pipeline.h"
