@@ -1,8 +1,9 @@
 // CPU convolution through oneDNN: forward, backward-data, backward-weights (with the bias
 // gradient), f32 and bf16. f64 (oneDNN has none) goes to the direct loops of direct.cpp, which
 // exist for the f64 gradient checks. Tensors arrive contiguous NCHW; the activations are
-// handed to oneDNN in the layout conv_activation_tag() names (reordered when it is not NCHW)
-// and the weights in whatever layout oneDNN picks for the shape (format_tag::any).
+// handed to oneDNN in the layout conv_activation_tag() names (by default whatever oneDNN picks,
+// reordered from and to NCHW around the primitive, as PyTorch does) and the weights in
+// whatever layout oneDNN picks for the shape (format_tag::any).
 #include <vector>
 
 #include "fathom/core/backend.h"

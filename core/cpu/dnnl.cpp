@@ -103,8 +103,8 @@ bool native_bf16() {
 memory::format_tag conv_activation_tag() {
   static const memory::format_tag tag = [] {
     const char* v = std::getenv("FATHOM_CONV_LAYOUT");
-    if (!v || !*v || std::strcmp(v, "nchw") == 0) return memory::format_tag::nchw;
-    if (std::strcmp(v, "any") == 0) return memory::format_tag::any;
+    if (!v || !*v || std::strcmp(v, "any") == 0) return memory::format_tag::any;
+    if (std::strcmp(v, "nchw") == 0) return memory::format_tag::nchw;
     if (std::strcmp(v, "nhwc") == 0) return memory::format_tag::nhwc;
     detail::fail("FATHOM_CONV_LAYOUT must be any, nchw or nhwc, got '", v, "'");
   }();

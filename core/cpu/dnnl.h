@@ -73,8 +73,9 @@ dnnl::primitive_attr attr();
 // bf16 tensors in f32 copies.
 bool native_bf16();
 
-// Activation layout a convolution asks oneDNN for: "any" (oneDNN picks, blocked on AVX-512),
-// "nchw" or "nhwc", read once from FATHOM_CONV_LAYOUT (docs/conv.md has what was measured).
+// Activation layout a convolution asks oneDNN for, read once from FATHOM_CONV_LAYOUT: "any"
+// (the default: oneDNN picks, blocked nChw16c on AVX-512, reordered from and to NCHW at each
+// call), "nchw" or "nhwc". docs/conv.md has what was measured (bench/bench_conv.cpp).
 memory::format_tag conv_activation_tag();
 
 }  // namespace fathom::cpu::onednn
