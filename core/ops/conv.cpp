@@ -110,9 +110,10 @@ std::tuple<Tensor, Tensor, Tensor> conv2d_backward(const Tensor& grad_y, const T
       if (gb.defined()) fill_(gb, 0);
       // The bias gradient has terms even when the weight has none.
       if (gb.defined() && gy.numel()) copy_(gb, sum(gy, {0, 2, 3}));
-    } else {
-      FATHOM_DISPATCH(x.device(), conv2d_backward_weight, gy, contiguous(x), p,
-                      gw.defined() ? gw : empty(weight.shape(), x.options()), gb);
+    } else if (gw.defined()) {
+      FATHOM_DISPATCH(x.device(), conv2d_backward_weight, gy, contiguous(x), p, gw, gb);
+    } else {  // the bias alone (a frozen weight): a sum, no weight gradient computed
+      copy_(gb, sum(gy, {0, 2, 3}));
     }
   }
   return {gx, gw, gb};

@@ -94,6 +94,10 @@ TEST_CASE("conv2d gives the same bits run to run", "[conv]") {
   expect_close(gw2, gw1, 0, 0, "grad_weight");
   expect_close(gb2, gb1, 0, 0, "grad_bias");
   expect_close(gx2, gx1, 0, 0, "grad_x");
+  // Only what is asked for comes back; the bias gradient alone is the same sum.
+  auto [nx, nw, nb] = ops::conv2d_backward(gy, x, w, p, false, false, true);
+  CHECK((!nx.defined() && !nw.defined()));
+  expect_close(nb, gb1, 1e-5, 1e-4, "grad_bias alone");
 }
 
 TEST_CASE("conv2d rejects bad inputs naming the op and shapes", "[conv]") {
