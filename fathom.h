@@ -7,6 +7,7 @@
 #include "fathom/core/dtype.h"
 #include "fathom/core/error.h"
 #include "fathom/core/memory.h"
+#include "fathom/core/ops/conv.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/matmul.h"
