@@ -29,6 +29,7 @@
 #include "fathom/optim/scheduler.h"
 #include "fathom/comm/comm.h"
 #include "fathom/parallel/ddp.h"
+#include "fathom/parallel/collective_ops.h"
 #include "fathom/parallel/distributed_optimizer.h"
 #include "fathom/checkpoint/checkpointer.h"
 #include "fathom/checkpoint/safetensors.h"
