@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "fathom/core/ops/conv.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/nn.h"
 #include "fathom/core/random.h"
@@ -116,6 +117,25 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 // Slices of x along dim picked by index (integer, any shape).
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+
+// ---- convolution, pooling, batch norm (autograd/ops/conv.cpp; docs/conv.md) ----
+// NCHW tensors, PyTorch's semantics and output sizes (floor mode). Pair is {h, w}.
+// x [N, C, H, W], weight [O, C/groups, kH, kW], bias [O] or undefined -> [N, O, oH, oW].
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair stride = {1, 1},
+              Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1);
+// A stride of 0 (the default) is the kernel; padding at most half the kernel.
+Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0});
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
+                  bool count_include_pad = true);
+Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size);
+// Batch norm over every dim of x [N, C, ...] but the channels. training: the batch's statistics,
+// and running_mean/var ([C], any float dtype, may be undefined: no tracking) are updated in
+// place with the unbiased variance, PyTorch's rule; eval: the running statistics.
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                  double momentum = 0.1, double eps = 1e-5);
+// Dims start_dim..end_dim merged into one (a view when the strides allow).
+Tensor flatten(const Tensor& x, int64_t start_dim = 1, int64_t end_dim = -1);
 
 // ---- shape (autograd/ops/shape.cpp) ----
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);

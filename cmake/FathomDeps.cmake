@@ -12,10 +12,11 @@ find_package(glog REQUIRED)
 find_package(ZLIB REQUIRED)  # gzip-compressed datasets (Debian ships MNIST as .gz)
 
 set(FATHOM_LIBS_CUDA OFF)
-include(FathomLibs)   # Fathom::openblas, Fathom::xxhash
+include(FathomLibs)   # Fathom::openblas, Fathom::xxhash, Fathom::dnnl
 if(FATHOM_LIBS_MISSING)
   message(FATAL_ERROR "Fathom: ${FATHOM_LIBS_MISSING} not found (OpenBLAS: libopenblas and cblas.h, "
-                      "Debian libopenblas-dev; xxHash: libxxhash and xxhash.h, Debian libxxhash-dev)")
+                      "Debian libopenblas-dev; xxHash: libxxhash and xxhash.h, Debian libxxhash-dev; "
+                      "oneDNN: libdnnl and oneapi/dnnl/dnnl.hpp, Debian libdnnl-dev)")
 endif()
 message(STATUS "Fathom: BLAS ${FATHOM_OPENBLAS_LIB}")
 get_filename_component(_blas_dir ${FATHOM_OPENBLAS_LIB} DIRECTORY)
@@ -23,7 +24,7 @@ list(APPEND CMAKE_INSTALL_RPATH ${_blas_dir})
 set(CMAKE_BUILD_RPATH ${_blas_dir} ${CMAKE_BUILD_RPATH})
 
 set(FATHOM_DEPS_LINK OpenMP::OpenMP_CXX Threads::Threads Fathom::openblas MPI::MPI_CXX
-  protobuf::libprotobuf glog::glog ZLIB::ZLIB Fathom::xxhash)
+  protobuf::libprotobuf glog::glog ZLIB::ZLIB Fathom::xxhash Fathom::dnnl)
 add_library(fathom_deps INTERFACE)
 target_link_libraries(fathom_deps INTERFACE ${FATHOM_DEPS_LINK})
 

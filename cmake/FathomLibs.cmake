@@ -1,5 +1,5 @@
 # The libraries that ship without a CMake package, as imported targets: Fathom::openblas and
-# Fathom::cblas (OpenBLAS, preferring Debian's OpenMP build), Fathom::xxhash, and with FATHOM_LIBS_CUDA also
+# Fathom::cblas (OpenBLAS, preferring Debian's OpenMP build), Fathom::xxhash, Fathom::dnnl, and with FATHOM_LIBS_CUDA also
 # Fathom::cudnn and Fathom::nccl. Included by the build (FathomDeps.cmake) and, installed next
 # to FathomConfig.cmake, by the installed package: FathomTargets.cmake names these targets and
 # never a path, so the package finds the libraries again on the machine that uses it.
@@ -35,6 +35,13 @@ _fathom_lib(Fathom::openblas FATHOM_OPENBLAS_LIB FATHOM_CBLAS_INCLUDE)
 find_path(FATHOM_XXHASH_INCLUDE xxhash.h)
 find_library(FATHOM_XXHASH_LIB xxhash)
 _fathom_lib(Fathom::xxhash FATHOM_XXHASH_LIB FATHOM_XXHASH_INCLUDE)
+
+# oneDNN (the CPU convolution, pooling and batch-norm primitives, core/cpu/dnnl.h; Debian:
+# libdnnl-dev 2.6, built with the OpenMP runtime). Its CMake package would do, but this keeps
+# the installed package's lookup in one place like the others.
+find_path(FATHOM_DNNL_INCLUDE oneapi/dnnl/dnnl.hpp)
+find_library(FATHOM_DNNL_LIB dnnl)
+_fathom_lib(Fathom::dnnl FATHOM_DNNL_LIB FATHOM_DNNL_INCLUDE)
 
 if(FATHOM_LIBS_CUDA)
   find_path(FATHOM_CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)

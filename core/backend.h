@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fathom/core/ops/compress.h"
+#include "fathom/core/ops/conv.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/optim.h"
 #include "fathom/core/ops/reduce.h"

@@ -10,7 +10,9 @@
 //     for (auto& [name, p] : model->named_parameters()) ops::add_(p, p.grad(), -lr);
 //   }
 #include "fathom/nn/activation.h"
+#include "fathom/nn/batch_norm.h"
 #include "fathom/nn/container.h"
+#include "fathom/nn/conv.h"
 #include "fathom/nn/dropout.h"
 #include "fathom/nn/embedding.h"
 #include "fathom/nn/functional.h"
@@ -20,4 +22,5 @@
 #include "fathom/nn/linear.h"
 #include "fathom/nn/loss.h"
 #include "fathom/nn/module.h"
+#include "fathom/nn/pooling.h"
 #include "fathom/nn/sequential.h"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/phase.sh
 PKGS=(build-essential cmake libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libprotobuf-dev
       protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes zlib1g-dev
-      libxxhash-dev)
+      libxxhash-dev libdnnl-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -21,8 +21,8 @@ std::string printed(const nn::Module& m) {
 }
 
 // A composite module with members that alias its registered children.
-struct Pair : nn::Module {
-  Pair() : nn::Module("Pair") {
+struct TwoLinear : nn::Module {
+  TwoLinear() : nn::Module("TwoLinear") {
     a = register_module("a", std::make_shared<nn::Linear>(8, 3));
     scale = register_parameter("scale", ones({3}));
   }
@@ -41,13 +41,13 @@ TEST_CASE("Sequential: variadic shared_ptrs, moved values, initializer_list", "[
   CHECK(seq->forward(ones({3, 4})).shape() == Shape{3, 2});
 
   // Values are moved into shared_ptrs; the moved module's members still alias what is registered.
-  auto byval = std::make_shared<nn::Sequential>(nn::Linear(4, 8), nn::SiLU(), Pair());
+  auto byval = std::make_shared<nn::Sequential>(nn::Linear(4, 8), nn::SiLU(), TwoLinear());
   CHECK(byval->size() == 3);
   CHECK(names(byval->named_parameters()) ==
         std::vector<std::string>{"0.weight", "0.bias", "2.scale", "2.a.weight", "2.a.bias"});
   auto lin = byval->at<nn::Linear>(0);
   CHECK(lin->weight.is_same(byval->named_parameters()[0].second));
-  auto pair = byval->at<Pair>(2);
+  auto pair = byval->at<TwoLinear>(2);
   CHECK(pair->a.get() == pair->named_children()[0].second.get());
   CHECK(pair->scale.is_same(pair->named_parameters(false)[0].second));
   byval->to(kFloat64);  // conversion reaches the members through the registered handles

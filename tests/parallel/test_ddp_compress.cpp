@@ -25,9 +25,9 @@ namespace {
 
 // Two parameters whose sizes are not multiples of 4: one bucket holds 14 values and 2 of padding,
 // and the groups of 4 straddle the parameters.
-class Pair : public nn::Module {
+class TwoLayers : public nn::Module {
  public:
-  Pair() : Module("Pair") {
+  TwoLayers() : Module("TwoLayers") {
     a = register_parameter("a", zeros({6}, kFloat32));
     b = register_parameter("b", zeros({2, 4}, kFloat32));
   }
@@ -128,7 +128,7 @@ void compressed_average_matches_formula(Device dev, DType wire, bool one_bucket)
   int r = pg->rank(), w = pg->size();
   INFO((one_bucket ? "one bucket" : "a bucket per parameter") << ", wire " << dtype_name(wire)
        << ", " << w << " ranks on " << dev.str());
-  auto model = std::make_shared<Pair>();
+  auto model = std::make_shared<TwoLayers>();
   model->to(dev);
   auto compressor = std::make_shared<comm::Sparse24Compressor>(wire);
   auto o = parallel::DDPOptions().compressor(compressor);
