@@ -31,6 +31,7 @@
 #include "fathom/parallel/ddp.h"
 #include "fathom/parallel/collective_ops.h"
 #include "fathom/parallel/distributed_optimizer.h"
+#include "fathom/parallel/sync_batch_norm.h"
 #include "fathom/checkpoint/checkpointer.h"
 #include "fathom/checkpoint/safetensors.h"
 #include "fathom/checkpoint/state.h"
