@@ -2,6 +2,8 @@
 // values against torchvision/PyTorch are in tests/reference/test_reference_resnet.cpp.
 #include "testing.h"
 
+#include <sstream>
+
 #include "fathom/nn/batch_norm.h"
 #include "fathom/nn/conv.h"
 #include "fathom/nn/resnet.h"
@@ -90,4 +92,18 @@ TEST_CASE("ResNet blocks swap their members with replace_module, and refuse the 
   seq.replace_module("0", fresh);
   CHECK(seq[0] == fresh);
   REQUIRE_THROWS_WITH(seq.replace_module("1", fresh), Catch::Contains("no child named '1'"));
+}
+
+TEST_CASE("ResNet prints as torchvision's tree", "[resnet]") {
+  std::ostringstream os;
+  os << *nn::resnet18(nn::ResNetOptions().num_classes(3));
+  std::string s = os.str();
+  INFO(s.substr(0, 2000));
+  CHECK_THAT(s, Catch::StartsWith("ResNet(\n  (conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=false)\n"
+                                  "  (bn1): BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)\n"
+                                  "  (relu): ReLU()\n"
+                                  "  (maxpool): MaxPool2d("));
+  CHECK_THAT(s, Catch::Contains("    (0): BasicBlock(\n      (conv1): Conv2d(64, 128, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=false)\n"));
+  CHECK_THAT(s, Catch::Contains("      (downsample): Sequential(\n        (0): Conv2d(64, 128, kernel_size=(1, 1), stride=(2, 2), bias=false)\n"));
+  CHECK_THAT(s, Catch::EndsWith("  (avgpool): AdaptiveAvgPool2d(output_size=(1, 1))\n  (fc): Linear(in_features=512, out_features=3, bias=true)\n)"));
 }
