@@ -4,11 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "fathom/autograd/node.h"
 #include "fathom/autograd/ops.h"
 #include "fathom/core/ops/elementwise.h"
 #include "fathom/core/ops/factory.h"
+#include "fathom/core/ops/reduce.h"
 #include "fathom/core/ops/shape.h"
-#include "fathom/parallel/collective_ops.h"
 
 namespace fathom::parallel {
 
@@ -53,6 +54,20 @@ void SyncBatchNorm::register_state() {
     num_batches_tracked = register_buffer("num_batches_tracked", num_batches_tracked);
 }
 
+namespace {
+using ops::binary;
+constexpr BinaryOp kAdd = BinaryOp::add, kSub = BinaryOp::sub, kMul = BinaryOp::mul,
+                   kDiv = BinaryOp::div;
+
+// The per-channel sums of `parts` (each [N, C, ...]) over every dim but 1, side by side in one
+// fresh [k C] tensor, so one collective reduces them all.
+Tensor channel_sums(const std::vector<Tensor>& parts, const Shape& dims) {
+  std::vector<Tensor> sums;
+  for (const Tensor& p : parts) sums.push_back(ops::sum(p, dims));
+  return ops::cat(sums, 0);
+}
+}  // namespace
+
 Tensor SyncBatchNorm::forward(const Tensor& x) {
   const int64_t c = options.num_features();
   FATHOM_CHECK(x.dim() >= 2 && x.size(1) == c, "SyncBatchNorm::forward: expected [N, ", c,
@@ -66,31 +81,64 @@ Tensor SyncBatchNorm::forward(const Tensor& x) {
   Shape bshape(size_t(x.dim()), 1);
   bshape[1] = c;
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
-  double local_count = double(x.numel() / c);
-  // [C sums, count] in one collective; the count lets ranks hold batches of different sizes.
-  Tensor packed = cat({sum(x, dims), full({1}, local_count, x.options())});
-  Tensor global = all_reduce_sum(packed, group_);
-  double count = global.narrow(0, c, 1).item<double>();
-  FATHOM_CHECK(count > 1, "SyncBatchNorm::forward: expected more than 1 value per channel when "
-               "training, got input ", x.desc(), " and ", count, " values over the group");
-  Tensor mean = global.narrow(0, 0, c) / count;                 // [C]
-  Tensor centred = x - mean.reshape(bshape);                    // [N, C, ...]
-  Tensor var = all_reduce_sum(sum(centred * centred, dims), group_) / count;  // biased, [C]
-  Tensor scale = rsqrt(var + options.eps());
-  if (weight.defined()) scale = scale * weight;
-  Tensor y = centred * scale.reshape(bshape);
-  if (bias.defined()) y = y + bias.reshape(bshape);
-
-  if (is_training() && running_mean.defined()) {
+  const double eps = options.eps();
+  Tensor y, centred, scale, mean, var;  // scale = invstd * weight [C]
+  double count = 0;
+  {
     NoGradGuard no_grad;
-    double m = options.momentum();
-    Tensor mean_d = mean.detach().to(running_mean.dtype());
-    Tensor unbiased = (var.detach() * (count / (count - 1))).to(running_var.dtype());
-    running_mean.copy_(running_mean * (1 - m) + mean_d * m);
-    running_var.copy_(running_var * (1 - m) + unbiased * m);
-    num_batches_tracked.copy_(num_batches_tracked + 1.0);
+    // [C sums, count] in one collective; the count lets ranks hold batches of different sizes.
+    Tensor packed = ops::cat({ops::sum(x, dims), full({1}, double(x.numel() / c), x.options())}, 0);
+    group_->allreduce(packed)->wait();
+    count = ops::narrow(packed, 0, c, 1).item<double>();
+    FATHOM_CHECK(count > 1, "SyncBatchNorm::forward: expected more than 1 value per channel when "
+                 "training, got input ", x.desc(), " and ", count, " values over the group");
+    mean = binary(kDiv, ops::narrow(packed, 0, 0, c), count);
+    centred = binary(kSub, x, ops::reshape(mean, bshape));
+    Tensor ss = channel_sums({binary(kMul, centred, centred)}, dims);
+    group_->allreduce(ss)->wait();
+    var = binary(kDiv, ss, count);  // biased
+    scale = ops::unary(UnaryOp::rsqrt, binary(kAdd, var, eps));
+    if (weight.defined()) scale = binary(kMul, scale, weight);
+    y = binary(kMul, centred, ops::reshape(scale, bshape));
+    if (bias.defined()) y = binary(kAdd, y, ops::reshape(bias, bshape));
+    if (is_training() && running_mean.defined()) {
+      double m = options.momentum();
+      ops::mul_(running_mean, 1.0 - m);
+      ops::add_(running_mean, ops::to(mean, running_mean.dtype()), m);
+      ops::mul_(running_var, 1.0 - m);
+      ops::add_(running_var, ops::to(binary(kMul, var, count / (count - 1)), running_var.dtype()), m);
+      ops::fill_(num_batches_tracked, num_batches_tracked.item<double>() + 1);
+    }
   }
-  return y;
+  if (!autograd::needs_grad({x, weight, bias})) return y;
+  // Backward, with sums over the whole group (every rank's loss reads every rank's x through
+  // the statistics): dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)). The two means are
+  // one all-reduce of [2C]; weight and bias get this rank's share, sum(dy * xhat) and sum(dy).
+  // Whether x needs a gradient is the same on every rank (one model), so either all ranks
+  // issue that collective or none does.
+  bool need_x = autograd::needs_grad({x}), has_w = weight.defined(), has_b = bias.defined();
+  auto group = group_;
+  return autograd::record(
+      "sync_batch_norm", {x, weight, bias}, y,
+      [centred = autograd::saved(centred), scale, var, eps, count, dims, bshape, c, need_x, has_w,
+       has_b, group](const autograd::Grads& g) -> autograd::Grads {
+        const Tensor& dy = g[0];
+        Tensor invstd = ops::unary(UnaryOp::rsqrt, binary(kAdd, var, eps));
+        Tensor xhat = binary(kMul, centred, ops::reshape(invstd, bshape));
+        Tensor sums = channel_sums({dy, binary(kMul, dy, xhat)}, dims);  // [sum dy, sum dy xhat]
+        Tensor gw = has_w ? ops::clone(ops::narrow(sums, 0, c, c)) : Tensor();
+        Tensor gb = has_b ? ops::clone(ops::narrow(sums, 0, 0, c)) : Tensor();
+        Tensor gx;
+        if (need_x) {
+          group->allreduce(sums)->wait();
+          Tensor a = binary(kDiv, ops::narrow(sums, 0, 0, c), count);
+          Tensor b = binary(kDiv, ops::narrow(sums, 0, c, c), count);
+          gx = binary(kSub, dy, ops::reshape(a, bshape));
+          gx = binary(kSub, gx, binary(kMul, xhat, ops::reshape(b, bshape)));
+          gx = binary(kMul, gx, ops::reshape(scale, bshape));
+        }
+        return {gx, gw, gb};
+      });
 }
 
 void SyncBatchNorm::pretty_print(std::ostream& os) const {

@@ -11,9 +11,10 @@
 // all-reduced, giving the global (biased) variance. Two passes, because one pass of sum and
 // sum of squares loses the variance to cancellation in f32 when |mean| >> std. The running
 // statistics take the global mean and the global unbiased variance, the same on every rank.
-// Backward runs through differentiable all-reduces (parallel/collective_ops.h): the gradient of
-// an input on one rank collects every rank's loss through the statistics. Weight and bias get
-// this rank's share of their gradient, which DDP then averages, as PyTorch's does.
+// Backward is written out (no graph of small ops): with sums over the whole group, since every
+// rank's loss reads every rank's input through the statistics, dx = scale * (dy - mean(dy) -
+// xhat * mean(dy * xhat)); the two sums are one all-reduce of [2C]. Weight and bias get this
+// rank's share of their gradient, which DDP then averages, as PyTorch's does.
 // Eval mode normalises with the running statistics and communicates nothing.
 //
 // Every rank of the group must run every SyncBatchNorm forward and backward, in the same order.

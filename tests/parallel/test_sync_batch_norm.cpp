@@ -50,7 +50,7 @@ TEST_CASE("SyncBatchNorm equals BatchNorm2d over the whole batch: outputs, gradi
     }
     for (int step = 0; step < 3; ++step) {
       INFO("step " << step);
-      // Channels offset by 20: a one-pass E[x^2] - E[x]^2 would lose f32 digits here.
+      // Channels offset by 20 (mean/std 10): a one-pass E[x^2] - E[x]^2 loses f32 digits here.
       Tensor xg = randn({n, c, 4, 5}, dt, &g) * 2.0 + 20.0;
       Tensor dy = randn({n, c, 4, 5}, dt, &g);
       Tensor x_ref = xg.detach().requires_grad_(true);
