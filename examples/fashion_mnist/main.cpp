@@ -1,8 +1,10 @@
-// Fashion-MNIST: an MLP (784-512-512-10, ReLU) trained with AdamW and cosine decay, on one
+// Fashion-MNIST: an MLP (784-512-512-10, ReLU) or, with --model cnn, a small CNN (two
+// conv-BN-ReLU-maxpool blocks, then 3136-128-10) trained with AdamW and cosine decay, on one
 // process or data-parallel under mpirun. --batch is the global batch, split over the ranks, so
 // the recipe (and its accuracy) does not change with the number of ranks.
 //
 //   ./build/examples/fashion_mnist --epochs 5
+//   ./build/examples/fashion_mnist --model cnn
 //   mpirun -np 2 ./build/examples/fashion_mnist --compress 24
 //   mpirun -np 2 ./build/examples/fashion_mnist --zero 2     (AdamW's state sharded: docs/zero.md)
 //   fathomrun -n 2 --max-restarts 3 -- ./build/examples/fashion_mnist --checkpoint-dir ck --save-every 200
@@ -41,11 +43,47 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device dev, 
   return double(correct) / double(n);
 }
 
+// The flat [N, 784] images as [N, 1, 28, 28], the first layer of the CNN.
+struct Images : nn::Module {
+  Images() : nn::Module("Images") {}
+  Tensor forward(const Tensor& x) override { return x.reshape({-1, 1, 28, 28}); }
+};
+
+// conv(1->32, 3x3, pad 1)-BN-ReLU-maxpool 2, conv(32->64)-BN-ReLU-maxpool 2, 3136-128-10.
+std::shared_ptr<nn::Sequential> make_cnn(Generator* gen) {
+  auto block = [gen](int64_t in, int64_t out) {
+    return std::make_shared<nn::Sequential>(nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1), gen),
+                                            nn::BatchNorm2d(out), nn::ReLU(), nn::MaxPool2d(2));
+  };
+  auto m = std::make_shared<nn::Sequential>();
+  m->push_back(std::make_shared<Images>());
+  m->push_back(block(1, 32));
+  m->push_back(block(32, 64));
+  m->push_back(std::make_shared<nn::Flatten>());
+  m->push_back(std::make_shared<nn::Linear>(64 * 7 * 7, 128, gen));
+  m->push_back(std::make_shared<nn::ReLU>());
+  m->push_back(std::make_shared<nn::Linear>(128, 10, gen));
+  return m;
+}
+
+// DDP broadcasts buffers from rank 0 only when it starts, so each rank's batch-norm running
+// statistics follow its own shard. Before evaluating or saving, rank 0's are copied to every
+// rank (what PyTorch's DDP, broadcasting buffers each forward, leaves in effect): every rank
+// then evaluates, and a checkpoint holds, one model.
+void sync_buffers(nn::Module& model, comm::ProcessGroup& world) {
+  if (world.size() == 1) return;
+  NoGradGuard no_grad;
+  std::vector<comm::WorkPtr> works;
+  for (auto& [name, b] : model.named_buffers()) works.push_back(world.broadcast(b, 0));
+  comm::wait_all(works);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   examples::Flags flags("fashion_mnist", "Trains an MLP on Fashion-MNIST (data-parallel under mpirun).");
-  flags.add("epochs", "5", "passes over the 60,000 training images")
+  flags.add("model", "mlp", "mlp (784-512-512-10) or cnn (two conv-BN-ReLU-pool blocks, 3136-128-10)")
+      .add("epochs", "5", "passes over the 60,000 training images")
       .add("batch", "128", "global batch size, split over the ranks")
       .add("lr", "1e-3", "peak learning rate (AdamW)")
       .add("schedule", "cosine", "cosine (to zero over the run) or constant")
@@ -90,10 +128,16 @@ int main(int argc, char** argv) {
       train_set = std::make_shared<data::FashionMNIST>(flags.str("data"), true);
       test_set = std::make_shared<data::FashionMNIST>(flags.str("data"), false);
     });
+    std::string model_name = flags.str("model");
+    if (model_name != "mlp" && model_name != "cnn") flags.fail("--model must be mlp or cnn");
     Generator init_gen(uint64_t(flags.i64("seed")));
-    auto model = std::make_shared<nn::Sequential>(nn::Linear(784, 512, &init_gen), nn::ReLU(),
-                                                  nn::Linear(512, 512, &init_gen), nn::ReLU(),
-                                                  nn::Linear(512, 10, &init_gen));
+    auto model = model_name == "cnn"
+                     ? make_cnn(&init_gen)
+                     : std::make_shared<nn::Sequential>(nn::Linear(784, 512, &init_gen), nn::ReLU(),
+                                                        nn::Linear(512, 512, &init_gen), nn::ReLU(),
+                                                        nn::Linear(512, 10, &init_gen));
+    // The convolutions' multiply-adds per image: out channels x in x 3 x 3 at 28x28 and 14x14.
+    double conv_flops = model_name == "cnn" ? 6.0 * (32 * 1 * 9 * 28 * 28 + 64 * 32 * 9 * 14 * 14) : 0;
     model->to(dev);
     model->to(dt);
     if (!flags.str("load").empty()) model->load_state_dict(checkpoint::load_safetensors(flags.str("load")));
@@ -146,7 +190,7 @@ int main(int argc, char** argv) {
     examples::Checkpointing ckpt(flags, *info.world, ts, talk);
 
     int64_t step = ckpt.resume();
-    obs.begin(step, total, examples::matmul_train_flops_per_item(*model) * double(batch), double(batch),
+    obs.begin(step, total, (examples::matmul_train_flops_per_item(*model) + conv_flops) * double(batch), double(batch),
               "samples", dev, dt);
     auto t0 = std::chrono::steady_clock::now();
     int64_t timed_from = step;  // samples/s counts the steps this process ran
@@ -196,6 +240,7 @@ int main(int argc, char** argv) {
         // The epoch's loss averaged over every rank's shard.
         Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps)}, {1});
         info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
+        sync_buffers(*model, *info.world);
         double acc = evaluate(*model, *test_set, dev, dt);
         obs.metric("epoch/loss", mean_loss.item<double>(), step, false);
         obs.metric("epoch/test_acc", acc, step, true);
@@ -218,7 +263,10 @@ int main(int argc, char** argv) {
         return 0;
       }
     }
-    ckpt.finish(*model, {{"model", "fashion_mnist MLP 784-512-512-10"}, {"dtype", dtype_name(dt)}});
+    sync_buffers(*model, *info.world);
+    ckpt.finish(*model, {{"model", model_name == "cnn" ? "fashion_mnist CNN conv32-conv64-128-10"
+                                                       : "fashion_mnist MLP 784-512-512-10"},
+                         {"dtype", dtype_name(dt)}});
     obs.finish();
     if (flags.boolean("memory") && talk) std::printf("%s", memory::report(dev.type).c_str());
   } catch (const std::exception& e) {
