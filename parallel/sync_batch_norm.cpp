@@ -73,6 +73,11 @@ Tensor SyncBatchNorm::forward(const Tensor& x) {
   FATHOM_CHECK(x.dim() >= 2 && x.size(1) == c, "SyncBatchNorm::forward: expected [N, ", c,
                ", ...] (num_features ", c, "), got ", x.desc());
   bool use_batch_stats = is_training() || !running_mean.defined();
+  // The statistics and the count travel in x's dtype: in bf16/f16 neither the sums nor a count
+  // past 256 would survive, so half precision is refused rather than silently imprecise.
+  FATHOM_CHECK(!use_batch_stats || x.dtype() == DType::f32 || x.dtype() == DType::f64,
+               "SyncBatchNorm::forward: training mode supports f32 and f64 inputs, got ", x.desc(),
+               "; keep the norm layers in f32 (bf16/f16 statistics are not implemented)");
   if (!use_batch_stats)
     return batch_norm(x, weight, bias, running_mean, running_var, false, options.momentum(),
                       options.eps());

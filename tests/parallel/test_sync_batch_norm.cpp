@@ -87,6 +87,8 @@ TEST_CASE("SyncBatchNorm: bad input is a clear error before any collective", "[s
   REQUIRE_THROWS_WITH(sync.forward(randn({2, 4, 3, 3})),
                       Catch::Contains("SyncBatchNorm") && Catch::Contains("num_features 3") &&
                           Catch::Contains("[2, 4, 3, 3]"));
+  REQUIRE_THROWS_WITH(sync.forward(randn({2, 3, 3, 3}, DType::bf16)),
+                      Catch::Contains("f32 and f64") && Catch::Contains("bf16"));
   REQUIRE_THROWS_WITH(parallel::SyncBatchNorm(nn::BatchNorm2dOptions(3), nullptr),
                       Catch::Contains("process group is null"));
 }
