@@ -18,6 +18,11 @@ const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
   return modules_[i];
 }
 
+void ModuleList::replace_module(const std::string& name, std::shared_ptr<Module> module) {
+  replace_child(name, module);  // checks that the child exists, so name is an index in range
+  modules_[std::stoul(name)] = std::move(module);
+}
+
 ModuleDict::ModuleDict(const std::vector<Item>& items) : Module("ModuleDict") {
   for (const auto& [key, m] : items) insert(key, m);
 }
@@ -26,6 +31,12 @@ void ModuleDict::insert(const std::string& key, std::shared_ptr<Module> module) 
   // register_module refuses a key already present, an empty key and a dotted one.
   register_module(key, module);
   items_.emplace_back(key, std::move(module));
+}
+
+void ModuleDict::replace_module(const std::string& key, std::shared_ptr<Module> module) {
+  replace_child(key, module);
+  for (auto& item : items_)
+    if (item.first == key) item.second = std::move(module);
 }
 
 bool ModuleDict::contains(const std::string& key) const {

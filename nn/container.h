@@ -50,6 +50,9 @@ class ModuleList : public Module {
     push_back(to_module_handle(std::forward<M>(module)));
   }
 
+  // The child "i" (a decimal index) becomes `module`.
+  void replace_module(const std::string& name, std::shared_ptr<Module> module) override;
+
   size_t size() const { return modules_.size(); }
   bool empty() const { return modules_.empty(); }
   const std::shared_ptr<Module>& operator[](size_t i) const;
@@ -84,6 +87,8 @@ class ModuleDict : public Module {
   void insert(const std::string& key, M&& module) {
     insert(key, to_module_handle(std::forward<M>(module)));
   }
+
+  void replace_module(const std::string& key, std::shared_ptr<Module> module) override;
 
   size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }

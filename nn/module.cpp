@@ -57,6 +57,25 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> module) 
   children_.emplace_back(name, std::move(module));
 }
 
+void Module::replace_module(const std::string& name, std::shared_ptr<Module> module) {
+  detail::fail(type_name_, "::replace_module('", name, "', ", module ? module->type_name() : "null",
+               "): this module may call its children through members of its own, which would "
+               "go on running the old one; its class must override replace_module to update them");
+}
+
+void Module::replace_child(const std::string& name, std::shared_ptr<Module> module) {
+  FATHOM_CHECK(module != nullptr, type_name_, "::replace_module: the module for '", name, "' is null");
+  for (auto& [n, child] : children_)
+    if (n == name) {
+      child = std::move(module);
+      return;
+    }
+  std::string present;
+  for (const auto& [n, child] : children_) present += (present.empty() ? "'" : ", '") + n + "'";
+  detail::fail(type_name_, "::replace_module: no child named '", name, "' (children: ",
+               present.empty() ? std::string("none") : present, ")");
+}
+
 void Module::collect(const std::string& prefix, bool recurse, bool params, NamedTensors& out,
                      std::vector<const TensorImpl*>& seen) const {
   for (const auto& [name, t] : params ? params_ : buffers_) {

@@ -60,6 +60,13 @@ class Module {
     return module;
   }
 
+  // Puts `module` where the child registered as `name` was (same name, same place in the
+  // order), as PyTorch's setattr on a submodule does; parallel::convert_sync_batchnorm uses it.
+  // A module that calls its children through members of its own must update them too, so
+  // this is an error unless the module's class overrides it (calling replace_child, then
+  // setting its member): ModuleList, ModuleDict, Sequential and the ResNet blocks do.
+  virtual void replace_module(const std::string& name, std::shared_ptr<Module> module);
+
   NamedTensors named_parameters(bool recurse = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
   NamedTensors named_buffers(bool recurse = true) const;
@@ -99,6 +106,10 @@ class Module {
   // "Linear(in_features=4, out_features=8, bias=true)". The default is the type name, with
   // "()" when the module has no children (their block supplies the parentheses otherwise).
   virtual void pretty_print(std::ostream& os) const;
+
+ protected:
+  // The registration half of replace_module: swaps the child registered as `name`.
+  void replace_child(const std::string& name, std::shared_ptr<Module> module);
 
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> module);

@@ -23,4 +23,5 @@
 #include "fathom/nn/loss.h"
 #include "fathom/nn/module.h"
 #include "fathom/nn/pooling.h"
+#include "fathom/nn/resnet.h"
 #include "fathom/nn/sequential.h"

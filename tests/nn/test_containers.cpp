@@ -160,3 +160,29 @@ TEST_CASE("Tanh, Sigmoid, SiLU: values and gradients", "[nn]") {
   check_grad("silu", [](const std::vector<Tensor>& in) { return nn::functional::silu(in[0]); },
              {leaf({3, 4}, g, true, -3, 3)});
 }
+
+TEST_CASE("replace_module: containers swap a child in place; a plain Module refuses", "[nn]") {
+  auto act = std::make_shared<nn::ReLU>();
+  auto lin = std::make_shared<nn::Linear>(3, 3);
+  nn::Sequential seq(std::make_shared<nn::Linear>(3, 3), act);
+  seq.replace_module("0", lin);
+  CHECK(seq[0] == lin);
+  CHECK(seq.named_children()[0].second == lin);
+  CHECK(seq.named_parameters()[0].second.is_same(lin->weight));
+  Tensor x = randn({2, 3});
+  expect_close(seq.forward(x), relu(lin->forward(x)), 0, 0, "forward runs the new child");
+  REQUIRE_THROWS_WITH(seq.replace_module("2", lin), Catch::Contains("no child named '2'") && Catch::Contains("'0', '1'"));
+  REQUIRE_THROWS_WITH(seq.replace_module("0", nullptr), Catch::Contains("null"));
+
+  nn::ModuleDict dict({{"a", std::make_shared<nn::ReLU>()}});
+  dict.replace_module("a", lin);
+  CHECK(dict.at("a") == lin);
+
+  // A module of its own may call the child through a member the base class cannot see.
+  nn::Module plain("Plain");
+  plain.register_module("child", std::make_shared<nn::ReLU>());
+  REQUIRE_THROWS_WITH(plain.replace_module("child", lin),
+                      Catch::Contains("Plain::replace_module('child', Linear)") &&
+                          Catch::Contains("override replace_module"));
+  CHECK(plain.named_children()[0].second->type_name() == "ReLU");  // unchanged
+}
