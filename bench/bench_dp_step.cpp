@@ -11,15 +11,13 @@
 // allocation and free), and other (forward and backward outside GEMMs, data, loss, bookkeeping);
 // then the CPU time per step of the training thread and of every other thread (the comm thread).
 // bench/bench_scaling.sh runs it with 1 and 2 ranks, alternating, beside PyTorch DDP.
-#include <sys/resource.h>
-#include <time.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "bench/cpu_time.h"
 #include "bench/gpt_configs.h"
 #include "fathom/comm/flags.h"
 #include "fathom/core/phase.h"
@@ -28,20 +26,6 @@
 using namespace fathom;
 
 namespace {
-
-// CPU seconds of the whole process (every thread) and of the calling thread alone: the
-// difference is what the comm thread (and any helper thread) burned, on the cores the training
-// thread needs when ranks have one core each.
-double process_cpu() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-double thread_cpu() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -149,7 +133,9 @@ int main(int argc, char** argv) {
     info.world->barrier()->wait();
     std::vector<double> times;
     phase::start();
-    double proc0 = process_cpu(), thr0 = thread_cpu();
+    // The difference of the two is what the comm thread (and any helper thread) burned, on the
+    // cores the training thread needs when ranks have one core each.
+    double proc0 = bench::process_cpu_seconds(), thr0 = bench::thread_cpu_seconds();
     auto t_all = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i) {
       auto t0 = std::chrono::steady_clock::now();
@@ -162,7 +148,7 @@ int main(int argc, char** argv) {
       }
     }
     double total = seconds_since(t_all);
-    double proc_cpu = process_cpu() - proc0, thr_cpu = thread_cpu() - thr0;
+    double proc_cpu = bench::process_cpu_seconds() - proc0, thr_cpu = bench::thread_cpu_seconds() - thr0;
     phase::Totals ph = phase::totals();
     phase::stop();
     int64_t n = int64_t(times.size());

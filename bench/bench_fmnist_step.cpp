@@ -5,27 +5,17 @@
 // samples_per_s counts every timed step (what a run on a busy machine gets); step_ms is the
 // median step; cpu_ms_per_step is the CPU time of all threads per step (work plus waiting).
 // bench/bench_under_load.sh runs it idle and beside a competing process.
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
+#include "bench/cpu_time.h"
 #include "fathom/comm/flags.h"
 #include <fathom.h>
 
 using namespace fathom;
 
-namespace {
-// CPU seconds this process has used, all threads: spinning shows here even when the wall
-// clock cannot tell it from a busy machine.
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   examples::Flags flags("bench_fmnist_step", "Fashion-MNIST MLP training-step throughput (a JSON line on stdout).");
@@ -60,7 +50,7 @@ int main(int argc, char** argv) {
     first_loss = loss;
     std::vector<double> times;
     auto t_all = std::chrono::steady_clock::now();
-    double total = 0, cpu0 = cpu_seconds();
+    double total = 0, cpu0 = bench::process_cpu_seconds();
     for (int64_t i = 0; i < steps && !(max_seconds > 0 && total > max_seconds); ++i) {
       auto t0 = std::chrono::steady_clock::now();
       step();
@@ -68,7 +58,7 @@ int main(int argc, char** argv) {
       total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
     }
     steps = int64_t(times.size());
-    double cpu_ms = 1e3 * (cpu_seconds() - cpu0) / double(steps);
+    double cpu_ms = 1e3 * (bench::process_cpu_seconds() - cpu0) / double(steps);
     // A step that trains: the loss is finite and, past the warm-up, lower than at its start.
     if (!std::isfinite(loss) || (warmup > 0 && steps >= 100 && !(loss < first_loss * 1.5))) {
       std::fprintf(stderr, "bench_fmnist_step: the loss went from %.4f to %.4f: not training\n", first_loss, loss);
