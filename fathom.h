@@ -14,6 +14,7 @@
 #include "fathom/core/ops/nn.h"
 #include "fathom/core/ops/reduce.h"
 #include "fathom/core/ops/shape.h"
+#include "fathom/core/pinned.h"
 #include "fathom/core/random.h"
 #include "fathom/core/snapshot.h"
 #include "fathom/core/tensor.h"

@@ -89,8 +89,8 @@ class Checkpointer {
   // here and nothing new is saved. Then the ranks agree (same step, same replicated names,
   // dtypes and shapes, or all throw), and the file work starts: in the background when async,
   // else before save returns, which then means the checkpoint is complete on every rank.
-  // Async, the state is snapshotted to host memory: small, strided and CUDA tensors (plain
-  // host memory, core has no pinned allocator yet) before save returns, large CPU tensors
+  // Async, the state is snapshotted to host memory: small, strided and CUDA tensors (into
+  // page-locked memory when a GPU is present, core/pinned.h) before save returns, large CPU tensors
   // (kDeferMinBytes and up) on the save's thread while the caller trains on. Whoever writes
   // saved tensors in place calls await_snapshots() first (core/snapshot.h); Fathom's writers
   // (Optimizer::step, load_state_dict, a compressor's residuals, restore) do, so a training

@@ -34,7 +34,7 @@ endfunction()
 set(FATHOM_INTERNAL_HEADERS
   "^core/(cpu|cuda)/" "^core/backend\\.h$" "^core/backend_api\\.inc$"
   "^comm/nccl/" "^comm/mpi_" "^comm/(group_state|side_channel|watchdog)\\.h$"
-  "^autograd/ops/common\\.h$" "^core/ops/compress\\.h$" "^checkpoint/(json|format|file_io|io)\\.h$"
+  "^autograd/ops/common\\.h$" "^core/ops/compress\\.h$" "^checkpoint/(json|format|file_io|io|stream_writer)\\.h$"
   "^comm/flags\\.h$" "^log/crc32c\\.h$" "^parallel/tp_detail\\.h$")
 
 # fathom_header_is_internal(<path> <out var>)

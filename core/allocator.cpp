@@ -5,6 +5,10 @@
 
 #include "fathom/core/backend.h"
 #include "fathom/core/phase.h"
+#include "fathom/core/pinned.h"
+#if FATHOM_WITH_CUDA
+#include "fathom/core/cuda/allocator.h"
+#endif
 
 namespace fathom {
 
@@ -47,7 +51,24 @@ std::shared_ptr<Storage> allocate(size_t nbytes, int) {
 }
 }  // namespace cpu
 
-#if !FATHOM_WITH_CUDA
+std::shared_ptr<Storage> allocate_pinned(size_t nbytes) {
+  FATHOM_CHECK(nbytes <= size_t(INT64_MAX), "allocate_pinned: ", nbytes,
+               " bytes is more than any host holds (over 2^63)");
+  phase::Scope phase_scope(phase::Phase::alloc);
+#if FATHOM_WITH_CUDA
+  std::shared_ptr<Storage> s =
+      cuda_available() ? cuda::allocate_pinned_host(nbytes) : cpu::allocate(nbytes, 0);
+#else
+  std::shared_ptr<Storage> s = cpu::allocate(nbytes, 0);
+#endif
+  s->count_in_ledger(memory::current_category());
+  return s;
+}
+
+#if FATHOM_WITH_CUDA
+bool is_pinned(const void* p) { return cuda_available() && cuda::is_pinned_host(p); }
+#else
+bool is_pinned(const void*) { return false; }
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
 #endif

@@ -15,6 +15,7 @@
 // reused for a request it fits with at most a quarter (or one rounding step) to spare; blocks
 // are not split (simpler; the OOM path below gives waste back).
 #include <algorithm>
+#include <cstdio>
 #include <array>
 #include <map>
 #include <memory>
@@ -169,5 +170,35 @@ std::shared_ptr<Storage> allocate(size_t nbytes, int device) {
 AllocatorStats allocator_stats(int device) { return cache(device, "allocator_stats").stats(); }
 
 void empty_cache(int device) { cache(device, "empty_cache").empty(); }
+
+std::shared_ptr<Storage> allocate_pinned_host(size_t nbytes) {
+  void* p = nullptr;
+  if (nbytes > 0) {
+    cudaError_t err = cudaHostAlloc(&p, nbytes, cudaHostAllocPortable);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky: clear it so the next call does not see it
+      fathom::detail::fail("allocate_pinned: cudaHostAlloc of ", nbytes, " bytes failed: ",
+                           cudaGetErrorString(err),
+                           " (page-locked memory is limited by RAM and `ulimit -l`)");
+    }
+  }
+  return std::make_shared<Storage>(p, nbytes, Device::cpu(), [](void* q) {
+    if (!q) return;
+    cudaError_t err = cudaFreeHost(q);
+    // A deleter cannot throw; the error is said, not swallowed.
+    if (err != cudaSuccess && err != cudaErrorCudartUnloading)
+      std::fprintf(stderr, "fathom: cudaFreeHost failed: %s\n", cudaGetErrorString(err));
+  });
+}
+
+bool is_pinned_host(const void* p) {
+  cudaPointerAttributes a{};
+  cudaError_t err = cudaPointerGetAttributes(&a, p);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeHost;
+}
 
 }  // namespace fathom::cuda

@@ -4,6 +4,9 @@
 // and tools can include it in a CUDA build without nvcc.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+
+#include "fathom/core/storage.h"
 
 namespace fathom::cuda {
 
@@ -17,6 +20,11 @@ struct AllocatorStats {
 };
 
 AllocatorStats allocator_stats(int device);
+
+// Page-locked host memory (cudaHostAlloc, portable to every device), outside the caching
+// allocator: a Storage on Device::cpu() whose deleter calls cudaFreeHost. See core/pinned.h.
+std::shared_ptr<Storage> allocate_pinned_host(size_t nbytes);
+bool is_pinned_host(const void* p);
 // Returns every cached (free) block of the device to the driver. Blocks in use are untouched.
 void empty_cache(int device);
 
