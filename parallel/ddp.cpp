@@ -1,5 +1,6 @@
 #include "fathom/parallel/ddp.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "fathom/autograd/engine.h"
@@ -150,8 +151,39 @@ double DistributedDataParallel::now_us() const {
       .count();
 }
 
+void DistributedDataParallel::sync_buffers() {
+  NoGradGuard no_grad;
+  // Flattened per dtype, in named_buffers() order (the same on every rank of the same model).
+  std::vector<std::pair<DType, std::vector<Tensor>>> groups;
+  for (auto& [name, b] : module_->named_buffers()) {
+    if (b.numel() == 0) continue;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](auto& g) { return g.first == b.dtype(); });
+    if (it == groups.end()) it = groups.insert(groups.end(), {b.dtype(), {}});
+    it->second.push_back(b);
+  }
+  std::vector<Tensor> flats;
+  std::vector<comm::WorkPtr> works;
+  for (auto& [dtype, bufs] : groups) {
+    std::vector<Tensor> flat;
+    for (const Tensor& b : bufs) flat.push_back(ops::reshape(b, {b.numel()}));
+    flats.push_back(ops::cat(flat, 0));
+    works.push_back(group_->broadcast(flats.back(), 0));
+  }
+  comm::wait_all(works);
+  if (group_->rank() == 0) return;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    int64_t at = 0;
+    for (Tensor& b : groups[g].second) {
+      ops::copy_(b, ops::view(ops::narrow(flats[g], 0, at, b.numel()), b.shape()));
+      at += b.numel();
+    }
+  }
+}
+
 void DistributedDataParallel::prepare_forward() {
   wait_param_gather();  // a DistributedOptimizer's deferred gather: the forward needs every value
+  if (o_.broadcast_buffers() && group_->size() > 1 && sync_enabled_ && autograd::is_grad_enabled())
+    sync_buffers();
   step_start_ = std::chrono::steady_clock::now();
   if (!reset_pending_) return;  // inside gradient accumulation: keep adding
   if (!rebuilt_ && ready_order_.size() == params_.size()) {

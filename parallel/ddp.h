@@ -44,6 +44,11 @@ struct DDPOptions {
   // false launches every bucket only after backward has finished: the un-overlapped baseline
   // that bench_ddp_overlap compares against (same buckets, same collectives, no hiding).
   FATHOM_ARG(bool, overlap) = true;
+  // As PyTorch's: each forward that will synchronize gradients (grad mode on, not under
+  // no_sync) first broadcasts the module's buffers (BatchNorm's running statistics) from rank 0,
+  // one collective per buffer dtype, so every rank evaluates and saves the same statistics.
+  // false leaves each rank's buffers its own (SyncBatchNorm keeps them equal by itself).
+  FATHOM_ARG(bool, broadcast_buffers) = true;
 };
 
 struct BucketTiming {
@@ -74,6 +79,8 @@ class DistributedDataParallel {
   Tensor operator()(const Tensor& x) { return forward(x); }
   // For modules whose forward takes other arguments: call this, then the module yourself.
   void prepare_forward();
+  // Rank 0's buffers to every rank now (what broadcast_buffers does before a forward).
+  void sync_buffers();
 
   nn::Module& module() { return *module_; }
   comm::ProcessGroup& group() { return *group_; }

@@ -66,18 +66,6 @@ std::shared_ptr<nn::Sequential> make_cnn(Generator* gen) {
   return m;
 }
 
-// DDP broadcasts buffers from rank 0 only when it starts, so each rank's batch-norm running
-// statistics follow its own shard. Before evaluating or saving, rank 0's are copied to every
-// rank (what PyTorch's DDP, broadcasting buffers each forward, leaves in effect): every rank
-// then evaluates, and a checkpoint holds, one model.
-void sync_buffers(nn::Module& model, comm::ProcessGroup& world) {
-  if (world.size() == 1) return;
-  NoGradGuard no_grad;
-  std::vector<comm::WorkPtr> works;
-  for (auto& [name, b] : model.named_buffers()) works.push_back(world.broadcast(b, 0));
-  comm::wait_all(works);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -240,7 +228,7 @@ int main(int argc, char** argv) {
         // The epoch's loss averaged over every rank's shard.
         Tensor mean_loss = from_vector(std::vector<double>{loss_sum / double(steps)}, {1});
         info.world->allreduce(mean_loss, comm::ReduceOp::avg)->wait();
-        sync_buffers(*model, *info.world);
+        ddp.sync_buffers();  // the last step's statistics are each rank's own: rank 0's for all
         double acc = evaluate(*model, *test_set, dev, dt);
         obs.metric("epoch/loss", mean_loss.item<double>(), step, false);
         obs.metric("epoch/test_acc", acc, step, true);
@@ -263,7 +251,7 @@ int main(int argc, char** argv) {
         return 0;
       }
     }
-    sync_buffers(*model, *info.world);
+    ddp.sync_buffers();
     ckpt.finish(*model, {{"model", model_name == "cnn" ? "fashion_mnist CNN conv32-conv64-128-10"
                                                        : "fashion_mnist MLP 784-512-512-10"},
                          {"dtype", dtype_name(dt)}});

@@ -1,5 +1,7 @@
 // SyncBatchNorm over the ranks against BatchNorm2d over the whole batch in one process: every
 // rank also runs the unsynchronised layer on the global batch, which is what one process does.
+#include <cstring>
+
 #include "testing.h"
 
 #include "fathom/comm/comm.h"
@@ -189,4 +191,75 @@ TEST_CASE("convert_sync_batchnorm refuses a parent that cannot swap its children
   outer->push_back(std::make_shared<Holder>());
   REQUIRE_THROWS_WITH(parallel::convert_sync_batchnorm(outer, pg),
                       Catch::Contains("'0.bn'") && Catch::Contains("override replace_module"));
+}
+
+TEST_CASE("DDP broadcast_buffers: each synchronizing forward starts from rank 0's running stats", "[sync_bn]") {
+  auto pg = world();
+  const int r = pg->rank(), w = pg->size();
+  auto make = [] {
+    auto m = std::make_shared<nn::Sequential>();
+    m->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(2, 3, 3).padding(1)));
+    m->push_back(std::make_shared<nn::BatchNorm2d>(nn::BatchNorm2dOptions(3)));
+    m->push_back(std::make_shared<nn::Flatten>());
+    return m;
+  };
+  // Rank 0's buffers, as every rank sees them.
+  auto rank0_buffers = [&](nn::Module& m) {
+    std::vector<Tensor> out;
+    for (auto& [name, b] : m.named_buffers()) {
+      Tensor t = ops::clone(b);
+      pg->broadcast(t, 0)->wait();
+      out.push_back(t);
+    }
+    return out;
+  };
+  auto equal_to = [](nn::Module& m, const std::vector<Tensor>& want) {
+    auto bufs = m.named_buffers();
+    bool same = true;
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      Tensor a = ops::contiguous(bufs[i].second), b = ops::contiguous(want[i]);
+      same = same && a.nbytes() == b.nbytes() &&
+             std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
+    }
+    return same;
+  };
+  // Each rank's own batch, so its running statistics move its own way.
+  auto batch = [&](int step) {
+    Generator g(200 + uint64_t(step) * 10 + uint64_t(r));
+    return randn({2, 2, 4, 4}, kFloat32, &g) * double(r + 1) + double(r);
+  };
+  for (bool on : {true, false}) {
+    INFO("broadcast_buffers " << on);
+    auto model = make();
+    parallel::DistributedDataParallel ddp(model, pg, parallel::DDPOptions().broadcast_buffers(on));
+    for (int step = 0; step < 3; ++step) {
+      const std::vector<Tensor> before = rank0_buffers(*model);
+      const bool mine_were_rank0s = equal_to(*model, before);
+      ddp.prepare_forward();
+      // On: every rank now holds rank 0's statistics. Off: a rank other than 0 keeps its own,
+      // which its different batches made different after the first step.
+      if (on || r == 0 || step == 0) CHECK(equal_to(*model, before));
+      else CHECK_FALSE(equal_to(*model, before));
+      if (step == 0) CHECK(mine_were_rank0s);  // the constructor broadcast them
+      Tensor loss = fathom::sum(model->forward(batch(step)));
+      loss.backward();
+    }
+    if (w > 1 && r > 0) {
+      // Without grad (evaluation) and under no_sync nothing is broadcast: rank 0's statistics
+      // differ from this rank's after its own training forward.
+      const std::vector<Tensor> before = rank0_buffers(*model);
+      {
+        NoGradGuard no_grad;
+        ddp.prepare_forward();
+      }
+      CHECK(equal_to(*model, before) == false);
+      {
+        auto guard = ddp.no_sync();
+        ddp.prepare_forward();
+      }
+      CHECK(equal_to(*model, before) == false);
+    } else if (w > 1) {
+      (void)rank0_buffers(*model);  // rank 0 takes part in the collective
+    }
+  }
 }
