@@ -13,6 +13,7 @@
 
 #include "fathom/checkpoint/file_io.h"
 #include "fathom/checkpoint/json.h"
+#include "fathom/checkpoint/stream_writer.h"
 #include "fathom/core/checked.h"
 #include "fathom/core/ops/factory.h"
 #include "fathom/core/ops/shape.h"
@@ -62,24 +63,12 @@ bool st_known_unsupported(const std::string& s) {
   return std::any_of(std::begin(names), std::end(names), [&](const char* n) { return s == n; });
 }
 
-std::string errno_text(int e) { return std::strerror(e); }
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { if (fd_ >= 0) ::close(fd_); }
-  int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
-  void reset(int fd) { if (fd_ >= 0) ::close(fd_); fd_ = fd; }
- private:
-  int fd_;
-};
-
 // ---------------------------------------------------------------------------------- save
 
-using internal::write_all;
+using internal::errno_text;
+using internal::Fd;
+using internal::fsync_dir;
+using internal::StreamWriter;
 
 void check_name(const std::string& s, const char* what, const std::string& path) {
   FATHOM_CHECK(json::valid_utf8(s), "save_safetensors: '", path, "': ", what, " ",
@@ -156,42 +145,28 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   FATHOM_CHECK(!base.empty(), where, ": the path names a directory, not a file");
 
-  // A name unique to this process and call, created with O_EXCL so two savers never share it;
-  // the default mode lets the umask decide permissions, as for any new file.
+  // A name unique to this process and call (its pid: a file left under it by a dead process of
+  // the same pid is stale, removed first), so two savers never share it. The default mode lets
+  // the umask decide permissions, as for any new file.
   static std::atomic<uint64_t> counter{0};
   TempFile tmp;
-  Fd fd;
-  for (int attempt = 0; fd.get() < 0; ++attempt) {
-    tmp.name = dir + "/." + base + ".tmp." + std::to_string(::getpid()) + "." +
-               std::to_string(counter++);
-    int f = ::open(tmp.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (f >= 0) { fd.reset(f); break; }
-    int e = errno;
-    std::string failed = tmp.name;
-    tmp.name.clear();  // not ours: nothing to unlink
-    FATHOM_CHECK(e == EEXIST && attempt < 100, where, ": cannot create temporary file '", failed,
-                 "': ", errno_text(e));
-  }
+  tmp.name = dir + "/." + base + ".tmp." + std::to_string(::getpid()) + "." +
+             std::to_string(counter++);
+  ::unlink(tmp.name.c_str());
   const std::string twhere = where + " (writing '" + tmp.name + "')";
-
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
-  write_all(fd.get(), len, 8, twhere);
-  write_all(fd.get(), header.data(), header.size(), twhere);
-  for (auto& [name, t] : host)
-    if (t.nbytes() > 0) write_all(fd.get(), t.data_ptr(), t.nbytes(), twhere);
-  FATHOM_CHECK(::fsync(fd.get()) == 0, twhere, ": fsync failed: ", errno_text(errno));
-  // close() can report a deferred write error (NFS, quota), so it is checked too.
-  FATHOM_CHECK(::close(fd.release()) == 0, twhere, ": close failed: ", errno_text(errno));
+  {
+    StreamWriter out(tmp.name, twhere);
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
+    out.append(len, 8);
+    out.append(header.data(), header.size());
+    for (auto& [name, t] : host) out.append(t.data_ptr(), t.nbytes());
+    out.finish();
+  }
   FATHOM_CHECK(::rename(tmp.name.c_str(), path.c_str()) == 0, where, ": cannot rename '",
                tmp.name, "' onto it: ", errno_text(errno));
   tmp.keep = true;
-  // Without this the rename itself may not survive a crash.
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  FATHOM_CHECK(dfd.get() >= 0, where, ": cannot open directory '", dir, "' to fsync it: ",
-               errno_text(errno));
-  FATHOM_CHECK(::fsync(dfd.get()) == 0, where, ": fsync of directory '", dir, "' failed: ",
-               errno_text(errno));
+  fsync_dir(dir, where);  // without it the rename itself may not survive a crash
 }
 
 // ---------------------------------------------------------------------------------- load
