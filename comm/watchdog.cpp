@@ -56,10 +56,21 @@ FailureHooks& failure_hooks() {
 }
 
 // The hooks of comm::FailureHook, once. A thread that holds the registry's lock while this
-// one ends the job would leave it locked: after a bounded try the hooks are skipped.
+// one ends the job would leave it locked: after a bounded try the hooks are skipped. A second
+// caller waits (up to 2 s) until the first has run them, so neither path out of the job
+// (end_job, or the answer to a failing peer's notice) goes on while they are still running.
 void run_failure_hooks() {
-  static std::atomic<bool> ran{false};
-  if (ran.exchange(true)) return;
+  enum : int { not_run, running, done };
+  static std::atomic<int> state{not_run};
+  int expect = not_run;
+  if (!state.compare_exchange_strong(expect, running)) {
+    for (int i = 0; i < 2000 && state.load() == running; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return;
+  }
+  struct Done {
+    ~Done() { state.store(done); }
+  } mark_done;
   FailureHooks& h = failure_hooks();
   std::unique_lock<std::mutex> lk(h.mu, std::defer_lock);
   for (int i = 0; i < 100 && !lk.try_lock(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -111,11 +122,17 @@ void on_notice(const Notice& n) {
     d.exiting.emplace(n.from, Clock::now());
     return;
   }
-  if (job_failing()) return;  // this rank is already ending the job with its own message
+  // The failing peer ends the job (MPI_Abort) once this rank answers: this rank's failure hooks
+  // (a trace of its steps) run first, whether it is failing on its own too or not.
+  if (job_failing()) {  // already ending the job with its own message
+    run_failure_hooks();
+    return;
+  }
   report(fathom::detail::concat("DeepComm: rank ", n.from, " is failing: ", n.text,
                                 " (ending this rank too)"));
   d.peer_exit_code = n.exit_code;
   d.peer_failed = true;
+  run_failure_hooks();
 }
 
 // The side channel's question: where is this rank in group `key` at collective `seq`?
