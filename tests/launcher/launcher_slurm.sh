@@ -33,11 +33,22 @@ script=$(cd "$(dirname "$script")" && pwd)/$(basename "$script")  # sbatch runs 
 # Short paths: munged's and PMIx's sockets live under it (a socket path has at most 107 bytes).
 work=$(mktemp -d /tmp/fathom_slurm.XXXXXX) && chmod 755 "$work"  # munged: see slurm_cluster.sh
 cleanup() {
+  [ -n "${watchdog:-}" ] && kill "$watchdog" 2>/dev/null
   slurm_cluster_down
   rm -rf "$work"
 }
 trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+trap 'echo "FAIL: stopped by a signal"; exit 1' INT TERM HUP
+# CTest's TIMEOUT (600 s) kills without a trap; end first, so the daemons are stopped.
+(
+  trap 'kill "$s" 2>/dev/null; exit 0' TERM
+  sleep 540 &
+  s=$!
+  wait "$s"
+  echo "FAIL: the test ran for 540 s"
+  kill -TERM $$
+) &
+watchdog=$!
 export FATHOM_COMM_TIMEOUT=60
 # A CTest run inside someone's SLURM job: nothing of that job may reach the private cluster's.
 for v in $(compgen -e | grep '^SLURM_'); do unset "$v"; done
@@ -69,12 +80,13 @@ ranks() {
       { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -q '^SLURM_STEP_ID=' && echo "$p"
   done
 }
+# SLURM's clients retry for long when the controller is gone: every call here is bounded.
 job_field() {  # job_field JOBID FIELD: JobState, ExitCode, Restarts, ...
-  scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"
+  timeout 10 scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
 slurm_cluster_up "$work/cluster" 2 || fail "the private SLURM did not start"
-echo "SLURM $(sinfo --version | cut -d' ' -f2) up: $(sinfo -h -o '%P %D %c %T %N')"
+echo "SLURM $(sinfo --version | cut -d' ' -f2) up: $(timeout 10 sinfo -h -o '%P %D %c %T %N')"
 # Two epochs of 468 steps (about 7 s each on 2 cores), a checkpoint every 100.
 args=(--epochs 2 --save-every 100 --log-every 0)
 
@@ -121,12 +133,12 @@ echo "3. kill -9 of rank process $victim: restarted, $(grep -o 'resumed from .* 
 mkdir -p "$work/D2"
 out2=$work/sbatch.out
 job=$(cd "$work" && FATHOM_BUILD=$build FATHOM_CKPT=$work/D2 FATHOM_ARGS="${args[*]}" \
-  sbatch --parsable -N 1 -n 2 -c 1 --time=10 -o "$out2" "$script") || fail "sbatch failed"
+  timeout 30 sbatch --parsable -N 1 -n 2 -c 1 --time=10 -o "$out2" "$script") || fail "sbatch failed"
 wait_for_checkpoint "$work/D2" "" || fail "sbatch: the job wrote no checkpoint"
 sleep 0.5
-scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 --batch $job failed"
-state= restarts=
-for _ in $(seq 1200); do  # the requeued job starts after cred_expire (10 s) and runs to the end
+timeout 10 scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 --batch $job failed"
+state= restarts= deadline=$((SECONDS + 240))
+while [ "$SECONDS" -lt "$deadline" ]; do  # the requeued job starts after cred_expire (10 s)
   state=$(job_field "$job" JobState)
   restarts=$(job_field "$job" Restarts)
   case "$state" in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
@@ -152,8 +164,8 @@ timeout 300 salloc -n 2 srun --mpi=pmix --kill-on-bad-exit=1 "$trainer" "${args[
 pid=$!
 wait_for_checkpoint "$work/D3" "$pid" || fail "srun: the job wrote no checkpoint"
 sleep 0.5
-job=$(squeue -h -o %i | head -n 1)
-scancel --signal=USR1 "$job.0" || fail "scancel --signal=USR1 $job.0 failed"
+job=$(timeout 10 squeue -h -o %i | head -n 1)
+timeout 10 scancel --signal=USR1 "$job.0" || fail "scancel --signal=USR1 $job.0 failed"
 wait "$pid"
 rc=$?
 [ "$rc" -eq 0 ] || fail "srun + SIGUSR1: exit $rc, expected 0"

@@ -127,13 +127,19 @@ EOF
 }
 
 # The processes of this cluster's jobs: everything whose environment names its slurm.conf,
-# except this shell and what it runs now.
+# except this shell and what it runs now; and its slurmstepds, which blank their environment
+# but keep slurmd's log open.
 _slurm_cluster_job_pids() {
-  local p conf="SLURM_CONF=$slurm_cluster_dir/slurm.conf"
+  local p conf="SLURM_CONF=$slurm_cluster_dir/slurm.conf" log="$slurm_cluster_dir/log/slurmd.log"
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
     [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ] && continue
-    { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$conf" && echo "$p"
+    if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$conf"; then
+      echo "$p"
+    elif [ "$(cat "/proc/$p/comm" 2>/dev/null)" = slurmstepd ] &&
+         ls -l "/proc/$p/fd" 2>/dev/null | grep -qF -- "-> $log"; then
+      echo "$p"
+    fi
   done
 }
 
@@ -146,7 +152,8 @@ slurm_cluster_down() {
     jobs=$(timeout 5 squeue -h -o %i 2>/dev/null)
     if [ -n "$jobs" ]; then
       timeout 5 scancel --quiet $jobs 2>/dev/null
-      for i in $(seq 50); do [ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.2; done
+      local until=$((SECONDS + 15))
+      while [ "$SECONDS" -lt "$until" ] && [ -n "$(timeout 5 squeue -h -o %i 2>/dev/null)" ]; do sleep 0.2; done
     fi
   fi
   for p in "${slurm_cluster_pids[@]}"; do kill "$p" 2>/dev/null; done
