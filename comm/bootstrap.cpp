@@ -211,6 +211,10 @@ const InitInfo& init() {
   int already = 0, provided = 0;
   MPI_Initialized(&already);
   if (!already) {
+#ifdef OPEN_MPI
+    // Open MPI aborts inside MPI_Init of an srun task without PMIx, naming SLURM's build.
+    check_srun_pmi(env, /*pmix_only=*/OMPI_MAJOR_VERSION >= 5);
+#endif
     // Open MPI spins in its progress loop while a collective waits for a peer. The CPU backend's
     // collectives run on the comm thread, which shares the rank's cores with the training
     // thread (one core each for the main job's two ranks): spinning there took ~1 ms of CPU per

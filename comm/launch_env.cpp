@@ -116,7 +116,26 @@ LaunchEnv read_launch_env(const EnvLookup& env) {
   else if (auto old = env("SLURM_NODELIST")) out.nodes = expand_nodelist(*old);
   if (present(env, "FATHOM_RESTART_COUNT")) out.restart_count = parse_count(env, "FATHOM_RESTART_COUNT");
   if (auto sup = env("FATHOM_LAUNCHER")) out.supervisor = *sup;
+  out.srun_step = present(env, "SLURM_PROCID") && present(env, "SLURM_STEP_NUM_TASKS");
+  out.pmi = present(env, "PMIX_RANK") ? "pmix" : present(env, "PMI_FD") ? "pmi2" : "";
+  if (auto t = env("SLURM_MPI_TYPE")) out.srun_mpi_type = *t;
   return out;
+}
+
+void check_srun_pmi(const LaunchEnv& env, bool pmix_only) {
+  // mpirun inside a step: its ranks inherit the step's variables, but mpirun gave them PMIx.
+  if (!env.srun_step || env.launcher == "openmpi" || env.pmi == "pmix") return;
+  if (env.pmi == "pmi2" && !pmix_only) return;
+  std::string type = env.srun_mpi_type.empty() ? "none" : env.srun_mpi_type;
+  std::string who = env.rank >= 0 ? "task " + std::to_string(env.rank) + " of " + std::to_string(env.size)
+                                  : "a task";
+  detail::fail("comm::init: this process is ", who, " of an srun step started with srun's MPI type '",
+               type, "' (", env.pmi.empty() ? "no PMI" : "PMI-2 only", ": no PMIX_RANK in the environment), "
+               "but this Open MPI starts under srun only through PMIx",
+               pmix_only ? "" : " (or PMI-2 if it was built --with-pmi)",
+               ". Run srun --mpi=pmix (fathomrun passes it by default), or set MpiDefault=pmix in "
+               "slurm.conf; `srun --mpi=list` shows the types this SLURM has. Or start the ranks "
+               "with mpirun inside the allocation");
 }
 
 LaunchEnv launch_env() {

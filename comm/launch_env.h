@@ -23,6 +23,10 @@
 // the job's nodes, SLURM_JOB_NODELIST (or SLURM_NODELIST) expanded: "node[01-03,07],gpu5" is
 // node01, node02, node03, node07, gpu5. comm::init() reads the same LaunchEnv and checks it
 // against MPI's own rank and size.
+//
+// And what srun gave the task for MPI to start with: PMIX_RANK (srun --mpi=pmix) or PMI_FD
+// (--mpi=pmi2, or MPICH's Hydra). Open MPI started by srun without PMIx aborts inside
+// MPI_Init with a message about rebuilding SLURM; check_srun_pmi() says what to run instead.
 #include <functional>
 #include <optional>
 #include <string>
@@ -40,6 +44,13 @@ struct LaunchEnv {
   // fathomrun's attempt number: 0 for the first run, k after k restarts (0 when unset).
   int restart_count = 0;
   std::string supervisor;  // FATHOM_LAUNCHER: "fathomrun" under fathomrun, else ""
+  // A task of an srun step (SLURM_PROCID and SLURM_STEP_NUM_TASKS), whichever source was
+  // chosen; also true for mpirun run inside a step, whose ranks inherit the step's variables.
+  bool srun_step = false;
+  // The process-management interface the launcher gave: "pmix" (PMIX_RANK), "pmi2" (PMI_FD:
+  // srun --mpi=pmi2, MPICH's Hydra) or "" (none: srun --mpi=none, or no launcher).
+  std::string pmi;
+  std::string srun_mpi_type;  // SLURM_MPI_TYPE, srun's --mpi (unset under --mpi=none)
 
   // One line for logs: "openmpi: rank 1 of 4 (local 1 of 2), restart 2 under fathomrun".
   std::string describe() const;
@@ -53,6 +64,14 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 LaunchEnv launch_env();
 // The same from any lookup (tests; programs that vet another process's environment).
 LaunchEnv read_launch_env(const EnvLookup& env);
+
+// Open MPI under srun: MPI_Init of an srun task works only through PMIx (Open MPI 5, and
+// Debian's 4.1), or PMI-2 for an Open MPI 4 built --with-pmi. Throws fathom::Error, before
+// MPI_Init aborts the process with a less useful message, when `env` is an srun task with no
+// PMIx and either no PMI at all or `pmix_only` (the MPI has no PMI-2 support). The message
+// names srun's MPI type and says what to run: srun --mpi=pmix (fathomrun passes it) or
+// MpiDefault=pmix in slurm.conf. Anything but an srun task passes.
+void check_srun_pmi(const LaunchEnv& env, bool pmix_only);
 
 // Expands a SLURM host list: "node[01-03,07],gpu5,rack[1-2]-n[1-2]" gives node01 node02
 // node03 node07 gpu5 rack1-n1 rack1-n2 rack2-n1 rack2-n2. A range keeps its zero padding

@@ -5,6 +5,7 @@
 // rank agrees on and ends the run cleanly; --save-model FILE writes the final weights as
 // safetensors; every run ends with "final_param_hash=<16 hex>" so two runs compare in one line.
 //
+//   examples::Checkpointing::catch_stop_signals_early(argc, argv);  // first in main
 //   examples::Checkpointing::add_flags(flags);
 //   examples::Checkpointing ckpt(flags, *info.world, ts, talk);   // ts: checkpoint::TrainState
 //   for (int64_t step = ckpt.resume(); step < total;) {
@@ -67,6 +68,22 @@ class Checkpointing {
     f.add("checkpoint-dir", "", "save checkpoints in DIR and resume from the newest valid one there")
         .add("save-every", "0", "with --checkpoint-dir: save every N steps (0: only after the last step)")
         .add("save-model", "", "after training, write the model's weights to this .safetensors file");
+  }
+
+  // The first thing in main, before comm::init: with --checkpoint-dir, a stop signal is caught
+  // from here on, not only once the checkpointer exists. SLURM's warning before the time limit
+  // may come while the ranks start (it is sent up to a minute early, and a requeued job can get
+  // it in its first second); uncaught, SIGUSR1 kills the ranks (srun: "User defined signal 1")
+  // instead of stopping them at their first step with a checkpoint. argv is scanned as
+  // Flags::parse reads it: "--checkpoint-dir DIR" or "--checkpoint-dir=DIR", the last one wins.
+  static void catch_stop_signals_early(int argc, char** argv) {
+    std::string dir;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--checkpoint-dir" && i + 1 < argc) dir = argv[++i];
+      else if (a.rfind("--checkpoint-dir=", 0) == 0) dir = a.substr(17);
+    }
+    if (!dir.empty()) comm::install_stop_handler();
   }
 
   Checkpointing(const Flags& f, comm::ProcessGroup& world, checkpoint::TrainState& ts, bool talk)

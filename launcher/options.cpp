@@ -111,6 +111,8 @@ from its own newest checkpoint (fathomrun only restarts it). It ends with a summ
 
 The ranks are started by
   srun              under SLURM (SLURM_JOB_ID is set): srun -n N --label --kill-on-bad-exit=1
+                    --mpi=pmix (Open MPI needs PMIx under srun; an --mpi given with
+                    --launcher-arg, or SLURM_MPI_TYPE in the environment, replaces it)
   mpirun            otherwise: mpirun -n N --tag-output --bind-to none --oversubscribe
                     (Open MPI; --oversubscribe only without --hostfile)
   fathomrun itself  for -n 1 outside SLURM (the program starts MPI alone, as a singleton)
@@ -143,7 +145,7 @@ Environment given to every rank:
   FATHOM_RESTART_COUNT  the attempt: 0 first, k after k restarts
   FATHOM_LAUNCHER       fathomrun
   OMPI_ALLOW_RUN_AS_ROOT, OMPI_ALLOW_RUN_AS_ROOT_CONFIRM  =1 when run as root (mpirun)
-Read: SLURM_JOB_ID, SLURM_NTASKS (SLURM), PATH (to find mpirun, srun and PROGRAM).
+Read: SLURM_JOB_ID, SLURM_NTASKS, SLURM_MPI_TYPE (SLURM), PATH (to find mpirun, srun and PROGRAM).
 
 Exit status: 0 when the job succeeded; the job's status after SIGUSR1/SIGUSR2; 128+signal
 after SIGINT/SIGTERM/SIGHUP; 1 after the last allowed attempt failed; 2 for a bad command

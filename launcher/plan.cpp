@@ -77,6 +77,12 @@ Plan make_plan(const Options& o) {
                                        : "fathomrun: --srun '" + o.srun + "' is not an executable file",
                         127);
     p.argv = {srun, "-n", std::to_string(p.nprocs), "--label", "--kill-on-bad-exit=1"};
+    // Open MPI starts under srun only through PMIx (Debian's SLURM defaults to MpiDefault=none,
+    // which makes every rank abort in MPI_Init). An --mpi the user gives, as --launcher-arg or
+    // srun's own SLURM_MPI_TYPE, wins.
+    bool mpi_given = !env_or("SLURM_MPI_TYPE", "").empty();
+    for (const auto& a : o.launcher_args) mpi_given = mpi_given || a == "--mpi" || a.rfind("--mpi=", 0) == 0;
+    if (!mpi_given) p.argv.push_back("--mpi=pmix");
   } else {
     p.via = Via::local;
   }

@@ -69,6 +69,7 @@ std::shared_ptr<nn::Sequential> make_cnn(Generator* gen) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  examples::Checkpointing::catch_stop_signals_early(argc, argv);
   examples::Flags flags("fashion_mnist", "Trains an MLP on Fashion-MNIST (data-parallel under mpirun).");
   flags.add("model", "mlp", "mlp (784-512-512-10) or cnn (two conv-BN-ReLU-pool blocks, 3136-128-10)")
       .add("epochs", "5", "passes over the 60,000 training images")

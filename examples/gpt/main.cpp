@@ -44,6 +44,7 @@ std::string printable(const std::vector<double>& tokens, size_t from) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  examples::Checkpointing::catch_stop_signals_early(argc, argv);
   examples::Flags flags("gpt", "Trains a byte-level GPT on a text file and samples from it.");
   flags.add("data", data::kDefaultCorpus, "text file to train on (any bytes)")
       .add("config", "tiny", "model size: tiny (L4 H4 C128 T64 B16) or small (L6 H6 C384 T256 B64)")

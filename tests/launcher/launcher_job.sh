@@ -198,10 +198,14 @@ case $scenario in
     # No mpirun on the PATH: said plainly, with what to do.
     run_env=(PATH=/nonexistent)
     check_bad 127 '^fathomrun: cannot find mpirun on the PATH, and -n 2 needs an MPI launcher' -n 2 /bin/true
-    # Under SLURM the ranks are started by srun, with -n from SLURM_NTASKS.
+    # Under SLURM the ranks are started by srun, with -n from SLURM_NTASKS, and PMIx (Open
+    # MPI's only way to start under srun) unless srun's own SLURM_MPI_TYPE says otherwise.
     run_env=(SLURM_JOB_ID=7 SLURM_NTASKS=4)
     run 10 --dry-run --srun /bin/true -- /bin/echo hi
     [ "$rc" -eq 0 ] || fail "--dry-run exited with $rc"
+    expect '^FATHOM_LAUNCHER=fathomrun FATHOM_RESTART_COUNT=0 /bin/true -n 4 --label --kill-on-bad-exit=1 --mpi=pmix /bin/echo hi$'
+    run_env=(SLURM_JOB_ID=7 SLURM_NTASKS=4 SLURM_MPI_TYPE=pmi2)
+    run 10 --dry-run --srun /bin/true -- /bin/echo hi
     expect '^FATHOM_LAUNCHER=fathomrun FATHOM_RESTART_COUNT=0 /bin/true -n 4 --label --kill-on-bad-exit=1 /bin/echo hi$'
     run_env=(SLURM_JOB_ID=7 PATH=/nonexistent)
     check_bad 127 '^fathomrun: SLURM_JOB_ID is set \(a SLURM job\), but srun is not on the PATH' -n 2 /bin/true

@@ -2,6 +2,8 @@
 // reports of a failed rank (texts as Open MPI 4.1 and SLURM print them), the command lines.
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
+#include <optional>
 
 #include "options.h"
 #include "output.h"
@@ -157,4 +159,26 @@ TEST_CASE("make_plan: mpirun's command line, and each attempt's environment") {
                     "--hostfile is for mpirun, but the ranks are started by srun (see fathomrun --help)");
   CHECK_THROWS_WITH(make_plan(parse_options({"-n", "2", "./no/such/program"})),
                     "fathomrun: cannot find the program './no/such/program' (no such executable file)");
+}
+
+TEST_CASE("make_plan: srun's command line asks for PMIx unless an MPI type is given") {
+  // SLURM_MPI_TYPE is srun's own spelling of --mpi; put back whatever was there.
+  const char* old = std::getenv("SLURM_MPI_TYPE");
+  std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
+  unsetenv("SLURM_MPI_TYPE");
+  Plan p = make_plan(parse_options({"--launcher", "srun", "--srun", "/bin/true", "-n", "2", "/bin/echo", "x"}));
+  Plan pmi2 = make_plan(parse_options({"--launcher", "srun", "--srun", "/bin/true", "-n", "2",
+                                       "--launcher-arg=--mpi=pmi2", "/bin/echo"}));
+  Plan split = make_plan(parse_options({"--launcher", "srun", "--srun", "/bin/true", "-n", "2",
+                                        "--launcher-arg", "--mpi", "--launcher-arg", "pmi2", "/bin/echo"}));
+  setenv("SLURM_MPI_TYPE", "pmi2", 1);
+  Plan env = make_plan(parse_options({"--launcher", "srun", "--srun", "/bin/true", "-n", "2", "/bin/echo"}));
+  if (saved) setenv("SLURM_MPI_TYPE", saved->c_str(), 1);
+  else unsetenv("SLURM_MPI_TYPE");
+  CHECK(p.via == Via::srun);
+  CHECK(p.argv == Args{"/bin/true", "-n", "2", "--label", "--kill-on-bad-exit=1", "--mpi=pmix", "/bin/echo", "x"});
+  CHECK(pmi2.argv == Args{"/bin/true", "-n", "2", "--label", "--kill-on-bad-exit=1", "--mpi=pmi2", "/bin/echo"});
+  CHECK(split.argv ==
+        Args{"/bin/true", "-n", "2", "--label", "--kill-on-bad-exit=1", "--mpi", "pmi2", "/bin/echo"});
+  CHECK(env.argv == Args{"/bin/true", "-n", "2", "--label", "--kill-on-bad-exit=1", "/bin/echo"});
 }

@@ -133,6 +133,41 @@ TEST_CASE("launch_env: SLURM's variables beside mpirun's describe another step a
   CHECK(e.nodes == std::vector<std::string>{"n1", "n2"});
 }
 
+TEST_CASE("check_srun_pmi: Open MPI under srun needs PMIx, and says so before MPI_Init") {
+  // What srun -n 2 gives task 1 under each --mpi (as SLURM 22.05 sets them).
+  Env step = {{"SLURM_PROCID", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_NTASKS", "2"},
+              {"SLURM_STEP_ID", "0"}, {"SLURM_LOCALID", "1"}};
+  Env pmix = with(step, {{"SLURM_MPI_TYPE", "pmix"}, {"PMIX_RANK", "1"}, {"PMIX_NAMESPACE", "slurm.pmix.7.0"}});
+  Env pmi2 = with(step, {{"SLURM_MPI_TYPE", "pmi2"}, {"PMI_FD", "11"}, {"PMI_RANK", "1"}, {"PMI_SIZE", "2"}});
+  LaunchEnv none_env = read(step), pmix_env = read(pmix), pmi2_env = read(pmi2);
+  CHECK(none_env.srun_step);
+  CHECK(none_env.pmi.empty());
+  CHECK(none_env.srun_mpi_type.empty());
+  CHECK(pmix_env.pmi == "pmix");
+  CHECK(pmix_env.srun_mpi_type == "pmix");
+  CHECK(pmi2_env.pmi == "pmi2");
+  CHECK(pmi2_env.launcher == "mpich");  // PMI_RANK and PMI_SIZE, agreeing with SLURM's
+  CHECK(pmi2_env.rank == 1);
+
+  CHECK_NOTHROW(comm::check_srun_pmi(pmix_env, true));
+  CHECK_NOTHROW(comm::check_srun_pmi(pmix_env, false));
+  CHECK_THROWS_WITH(comm::check_srun_pmi(none_env, false),
+                    Catch::StartsWith("comm::init: this process is task 1 of 2 of an srun step started "
+                                      "with srun's MPI type 'none' (no PMI: no PMIX_RANK in the environment)") &&
+                        Catch::Contains("Run srun --mpi=pmix (fathomrun passes it by default), or set "
+                                        "MpiDefault=pmix in slurm.conf"));
+  // PMI-2 is enough for an Open MPI 4 built --with-pmi; Open MPI 5 has only PMIx.
+  CHECK_NOTHROW(comm::check_srun_pmi(pmi2_env, false));
+  CHECK_THROWS_WITH(comm::check_srun_pmi(pmi2_env, true),
+                    Catch::Contains("srun's MPI type 'pmi2' (PMI-2 only") &&
+                        !Catch::Contains("built --with-pmi"));
+  // Not srun tasks: mpirun (also inside a step: mpirun gives PMIx), a batch script, no launcher.
+  CHECK_NOTHROW(comm::check_srun_pmi(read(with(kOmpi, step)), true));
+  CHECK_NOTHROW(comm::check_srun_pmi(read({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}), true));
+  CHECK_NOTHROW(comm::check_srun_pmi(read({}), true));
+  CHECK_NOTHROW(comm::check_srun_pmi(read({{"PMI_RANK", "0"}, {"PMI_SIZE", "2"}, {"PMI_FD", "5"}}), true));
+}
+
 TEST_CASE("launch_env: malformed values name the variable") {
   CHECK_THROWS_WITH(read({{"RANK", "abc"}, {"WORLD_SIZE", "2"}}),
                     "comm: environment variable RANK='abc' is not a non-negative integer");
