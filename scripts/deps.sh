@@ -8,10 +8,16 @@ cd "$(dirname "$0")/.."
 source scripts/phase.sh
 PKGS=(build-essential cmake libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libprotobuf-dev
       protobuf-compiler libgoogle-glog-dev catch2 dataset-fashion-mnist fortunes zlib1g-dev
-      libxxhash-dev libdnnl-dev
-      # SLURM and munge for the launcher_slurm test, which starts a private single-node
-      # cluster (tests/launcher/slurm_cluster.sh); about 3 MB, seconds to install.
-      slurmctld slurmd slurm-client munge)
+      libxxhash-dev libdnnl-dev)
+# `deps.sh --test` (scripts/test.sh) adds what only the tests need: SLURM and munge for the
+# launcher_slurm test, which starts a private single-node cluster (tests/launcher/
+# slurm_cluster.sh); about 3 MB, seconds to install. The main job does not install daemons.
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(slurmctld slurmd slurm-client munge)
+elif [ $# -gt 0 ]; then
+  echo "deps.sh: unknown argument '$1' (the only one is --test)" >&2
+  exit 2
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,7 @@ if [ "${1:-}" = --sanitize ]; then
   shift
   exec bash scripts/sanitize.sh "$@"
 fi
-bash scripts/deps.sh
+bash scripts/deps.sh --test
 bash scripts/build.sh
 source scripts/phase.sh
 # Open MPI refuses root without these; multi-rank tests oversubscribe the cores.
