@@ -118,6 +118,7 @@ class Observer {
     flops_per_step_ = flops_per_step;
     items_per_step_ = items_per_step;
     unit_ = std::move(unit);
+    on_device_ = dev.is_cuda();
     if (peak_flops_ <= 0) {
       int64_t n = dev.is_cuda() ? 4096 : 512;
       setup("measuring the peak for MFU (" + std::to_string(n) + "^3 " + dtype_name(dt) + " matmul on " + dev.str() + ")",
@@ -125,6 +126,8 @@ class Observer {
       say("%s: MFU is against %.1f GFLOP/s per rank, measured (--peak-tflops gives the hardware's)\n",
           program_.c_str(), peak_flops_ / 1e9);
     }
+    // The device's peak counts from the first step: set-up (the MFU matmul) is not training.
+    if (on_device_) memory::reset_peak(DeviceType::CUDA);
     t_begin_ = t_interval_ = Clock::now();
   }
 
@@ -198,6 +201,7 @@ class Observer {
     scalars.push_back({"perf/" + unit_ + "_per_s", per_s});
     scalars.push_back({"perf/mfu", mfu});
     scalars.push_back({"memory/peak_rss_mb", peak_rss_mb()});
+    if (on_device_) scalars.push_back({"memory/device_peak_mb", device_peak_mb()});
     if (ddp_steps_ > 0) {
       scalars.push_back({"comm/bytes_per_step", bytes_ / double(ddp_steps_)});
       scalars.push_back({"comm/compression_ratio", bytes_plain_ / std::max(bytes_, 1.0)});
@@ -221,7 +225,9 @@ class Observer {
       if (total_s > 0 && steps > 0)
         std::printf(", %.0f %s/s, mfu %.2f%%", steps * items_per_step_ / total_s, unit_.c_str(),
                     100 * steps * flops_per_step_ / total_s / (peak_flops_ * world_.size()));
-      std::printf(", peak host memory %.0f MB\n", peak_rss_mb());
+      std::printf(", peak host memory %.0f MB", peak_rss_mb());
+      if (on_device_) std::printf(", peak device memory %.0f MB", device_peak_mb());
+      std::printf("\n");
       for (auto& [tag, b] : best_) {
         std::printf("summary: %s final %.4f", tag.c_str(), b.final);
         if (b.seen) std::printf(", best %.4f (step %lld)\n", b.best, (long long)b.step);
@@ -262,6 +268,9 @@ class Observer {
     rusage u{};
     return ::getrusage(RUSAGE_SELF, &u) == 0 ? double(u.ru_maxrss) / 1024.0 : 0.0;  // ru_maxrss: KiB
   }
+  // The peak of live tensor bytes on CUDA devices since begin() (the memory ledger,
+  // core/memory.h): what the caching allocator keeps reserved on top is not counted.
+  static double device_peak_mb() { return double(memory::stats(DeviceType::CUDA).total.peak) / 1048576.0; }
   static std::string num(double v) { return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
   // "0:07", "12:34", "1:02:03"
   static std::string clock_time(double s) {
@@ -337,6 +346,7 @@ class Observer {
   bool talk_;
   std::string program_, profile_;
   double peak_flops_;
+  bool on_device_ = false;
   bool stop_on_nonfinite_;
   std::unique_ptr<logging::EventWriter> tb_;
   Clock::time_point t_begin_, t_interval_;
