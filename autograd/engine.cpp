@@ -295,6 +295,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
   // The timeline's "backward" span covers the queued callbacks too (DDP's wait for its last
   // buckets), as that is what the caller's backward() costs.
   trace::Scope span("autograd", "backward");
+  trace::DeviceScope device_span("autograd", "backward", roots.empty() ? Device::cpu() : roots[0].device());
   run(std::move(edges), std::move(root_grads), retain_graph, nullptr);
 }
 
@@ -322,6 +323,7 @@ void backward_excluding(const std::vector<Tensor>& roots, const std::vector<Tens
   for (const Edge& e : skip)
     if (e.fn) skips.at[e.fn.get()].push_back(e.input_nr);
   trace::Scope span("autograd", "backward");
+  trace::DeviceScope device_span("autograd", "backward", roots.empty() ? Device::cpu() : roots[0].device());
   run(std::move(edges), std::move(root_grads), retain_graph, nullptr, &skips);
 }
 
@@ -358,6 +360,7 @@ void backward_weight(WeightGradPending& pending) {
   skips.nodes = &pending.ran;
   for (const Edge& e : pending.at) skips.at[e.fn.get()].push_back(e.input_nr);
   trace::Scope span("autograd", "backward");
+  trace::DeviceScope device_span("autograd", "backward", grads.empty() ? Device::cpu() : grads[0].device());
   if (!edges.empty()) run(std::move(edges), std::move(grads), /*retain_graph=*/false, nullptr, &skips);
   pending = WeightGradPending{};
 }

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
 #include "fathom/core/error.h"
+#if FATHOM_WITH_CUDA
+#include "fathom/core/cuda/event_timer.h"
+#endif
 
 namespace fathom::trace {
 
@@ -39,6 +43,37 @@ void copy_text(char* dst, size_t cap, std::string_view src) {
   dst[n] = '\0';
 }
 
+void push(const Span& s) {
+  Ring& r = ring();
+  std::lock_guard<std::mutex> lk(r.mu);
+  if (r.spans.empty()) return;  // stop() raced a start() that never ran
+  if (r.count == r.spans.size()) ++r.dropped;
+  else ++r.count;
+  r.spans[r.next] = s;
+  r.next = (r.next + 1) % r.spans.size();
+}
+
+#if FATHOM_WITH_CUDA
+// Device spans resolve after the fact: they go in whether recording is still on or not (they
+// were begun while it was).
+void push_device_spans(double max_wait_s) {
+  for (cuda::ResolvedSpan& d : cuda::resolve_event_spans(max_wait_s)) {
+    Span s;
+    s.category = d.category ? d.category : "";
+    copy_text(s.name, kNameChars, d.name);
+    copy_text(s.track, kNameChars, d.track);
+    s.begin_us = d.begin_us;
+    s.end_us = std::max(d.begin_us, d.end_us);
+    s.thread = thread_id();
+    s.args[0].key = "device";
+    s.args[0].num = d.device;
+    push(s);
+  }
+}
+// Resolving as spans come keeps the pending list (and its events) bounded.
+constexpr size_t kResolveEvery = 256;
+#endif
+
 }  // namespace
 
 int64_t now_us() {
@@ -48,6 +83,9 @@ int64_t now_us() {
 
 void start(size_t capacity) {
   FATHOM_CHECK(capacity > 0, "trace::start: the capacity must be at least one span");
+#if FATHOM_WITH_CUDA
+  cuda::reset_event_spans();  // a new trace, a new clock reference per device
+#endif
   Ring& r = ring();
   std::lock_guard<std::mutex> lk(r.mu);
   r.spans.assign(capacity, Span{});
@@ -59,6 +97,9 @@ void start(size_t capacity) {
 void stop() { detail::g_enabled.store(false, std::memory_order_relaxed); }
 
 void clear() {
+#if FATHOM_WITH_CUDA
+  cuda::reset_event_spans();
+#endif
   Ring& r = ring();
   std::lock_guard<std::mutex> lk(r.mu);
   r.next = r.count = 0;
@@ -96,16 +137,13 @@ void record(const char* category, std::string_view name, int64_t begin_us, int64
     d.is_text = a.is_text;
     if (a.is_text) copy_text(d.text, kTextChars, a.text);
   }
-  Ring& r = ring();
-  std::lock_guard<std::mutex> lk(r.mu);
-  if (r.spans.empty()) return;  // stop() raced a start() that never ran
-  if (r.count == r.spans.size()) ++r.dropped;
-  else ++r.count;
-  r.spans[r.next] = s;
-  r.next = (r.next + 1) % r.spans.size();
+  push(s);
 }
 
 Snapshot snapshot() {
+#if FATHOM_WITH_CUDA
+  push_device_spans(1.0);
+#endif
   Ring& r = ring();
   std::lock_guard<std::mutex> lk(r.mu);
   Snapshot out;
@@ -115,6 +153,34 @@ Snapshot snapshot() {
   size_t first = (r.next + r.spans.size() - r.count) % std::max<size_t>(r.spans.size(), 1);
   for (size_t k = 0; k < r.count; ++k) out.spans.push_back(r.spans[(first + k) % r.spans.size()]);
   return out;
+}
+
+DeviceScope::DeviceScope(const char* category, std::string_view name, const Device& device,
+                         void* stream, std::string_view track)
+    : category_(category) {
+  if (!enabled() || !device.is_cuda()) return;
+#if FATHOM_WITH_CUDA
+  name_ = name;
+  track_ = track.empty() ? "cuda " + std::to_string(device.index) : std::string(track);
+  handle_ = cuda::event_span_begin(device.index, stream);
+#else
+  (void)name, (void)stream, (void)track;
+  ::fathom::detail::fail("trace::DeviceScope: ", device.str(), " given, but this build of Fathom ",
+                         "has no CUDA backend (rebuild with -DFATHOM_CUDA=ON)");
+#endif
+}
+
+DeviceScope::~DeviceScope() {
+#if FATHOM_WITH_CUDA
+  if (handle_ < 0) return;
+  try {
+    cuda::event_span_end(handle_, category_, name_, track_);
+    if (cuda::pending_event_spans() >= kResolveEvery) push_device_spans(0);
+  } catch (const std::exception& e) {
+    // A destructor cannot throw: the span is lost, and said so.
+    std::fprintf(stderr, "fathom: trace: a device span '%s' was lost: %s\n", name_.c_str(), e.what());
+  }
+#endif
 }
 
 }  // namespace fathom::trace

@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fathom/core/device.h"
+
 namespace fathom::trace {
 
 namespace detail {
@@ -118,6 +120,28 @@ class Scope {
   const char* key_;
   int64_t value_;
   int64_t begin_ = 0;
+};
+
+// Times GPU work on the device: CUDA events recorded on `stream` (null: the device's compute
+// stream) when the scope begins and ends, so the span covers what was queued on that stream in
+// between, as the GPU ran it. Spans are resolved to the wall clock of host spans once their
+// events have completed: at snapshot() (which waits up to 1 s for unfinished ones) and as
+// spans accumulate, never by synchronizing the device meanwhile. Each goes on the row `track`
+// (empty: "cuda <index>"), with a "device" argument. With recording off, or on a CPU device
+// (no device work to time), it records nothing; a CUDA device in a build without CUDA is an
+// error. core/cuda/event_timer.h has the clock mapping.
+class DeviceScope {
+ public:
+  DeviceScope(const char* category, std::string_view name, const Device& device,
+              void* stream = nullptr, std::string_view track = {});
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int64_t handle_ = -1;
+  const char* category_;
+  std::string name_, track_;
 };
 
 }  // namespace fathom::trace

@@ -39,6 +39,14 @@
 
 namespace fathom::examples {
 
+// A phase of the training step on the host's row of the timeline and, when `dev` is a GPU, as
+// the device ran it (trace::DeviceScope on its compute stream).
+struct Phase {
+  Phase(const char* name, const Device& dev) : host("train", name), device("cuda", name, dev) {}
+  trace::Scope host;
+  trace::DeviceScope device;
+};
+
 // Training FLOPs per item of a model whose work is its matrix products: every 2-D parameter
 // ("*.weight" of a Linear, a tied embedding used as the output layer) costs 2 * numel FLOPs per
 // item forward and twice that backward (gradients of the input and of the weight): 6 * numel.

@@ -34,6 +34,7 @@
 #include "fathom/comm/watchdog.h"
 #include "fathom/core/cuda/runtime.h"
 #include "fathom/core/ops/factory.h"
+#include "fathom/core/trace.h"
 
 namespace fathom::comm::internal {
 namespace {
@@ -264,7 +265,12 @@ class NcclBackend final : public Backend, public Poller {
     Call run = c;
     run.out = into;
     if (c.kind == OpKind::recv) run.in = into;
-    enqueue(run, what);
+    {
+      // The collective as the GPU ran it, on the group's own row beside the compute stream's.
+      trace::DeviceScope span("nccl", op_name(c.kind), Device::cuda(device_), stream_,
+                              "nccl " + st_->name);
+      enqueue(run, what);
+    }
     COMM_CUDA_CHECK(cudaEventRecord(work->event(), stream_), what());
     inflight_.push_back({c.id, work, std::move(run.out), std::move(run.in)});
     c.out = Tensor();  // held by inflight_ from here

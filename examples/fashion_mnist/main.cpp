@@ -197,12 +197,12 @@ int main(int argc, char** argv) {
       }
       opt.zero_grad();
       {
-        trace::Scope span("train", "forward");
+        examples::Phase span("forward", dev);
         loss = cross_entropy(ddp.forward(x).to(DType::f32), y);
       }
       scaler.scale(loss).backward();  // the "backward" span is autograd's own
       {
-        trace::Scope span("train", "optimizer");
+        examples::Phase span("optimizer", dev);
         scaler.step(opt);
       }
       double l = loss.item<double>();

@@ -176,12 +176,12 @@ int main(int argc, char** argv) {
       }
       opt.zero_grad();
       {
-        trace::Scope span("train", "forward");
+        examples::Phase span("forward", dev);
         loss = model->forward(x, y);
       }
       scaler.scale(loss).backward();  // the "backward" span is autograd's own
       {
-        trace::Scope span("train", "optimizer");
+        examples::Phase span("optimizer", dev);
         scaler.step(opt, clip);
       }
       double l = loss.item<double>();
