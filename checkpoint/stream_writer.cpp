@@ -27,16 +27,25 @@ bool direct_io_wanted() {
 }
 
 // Buffers are kept from save to save: a fresh page costs a fault (~2 us per 4 KB on the VMs
-// measured), 4 ms for each new buffer. At most two per writer alive at once.
-std::mutex pool_mu;
-std::vector<char*> pool;
+// measured), 4 ms for each new buffer. At most two per writer alive at once. Never destroyed
+// (a save's thread may still return its buffers while the process exits), so the buffers
+// stay reachable to the end rather than leak.
+struct Pool {
+  std::mutex mu;
+  std::vector<char*> free;
+};
+Pool& pool() {
+  static Pool* p = new Pool;
+  return *p;
+}
 
 char* take_buffer() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu);
-    if (!pool.empty()) {
-      char* p = pool.back();
-      pool.pop_back();
+    Pool& pl = pool();
+    std::lock_guard<std::mutex> lock(pl.mu);
+    if (!pl.free.empty()) {
+      char* p = pl.free.back();
+      pl.free.pop_back();
       return p;
     }
   }
@@ -48,8 +57,9 @@ char* take_buffer() {
 
 void give_back(char* p) {
   if (!p) return;
-  std::lock_guard<std::mutex> lock(pool_mu);
-  pool.push_back(p);
+  Pool& pl = pool();
+  std::lock_guard<std::mutex> lock(pl.mu);
+  pl.free.push_back(p);
 }
 
 }  // namespace
